@@ -1,0 +1,177 @@
+"""Reading an experiment file: YAML with lines, ``--set`` overrides, the schema, registry names, and
+variants (each variant is the base file deep-merged with its overrides; lists are replaced)."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from distill.config.schema import Experiment, check_named_parts, describe
+from distill.config.yaml_lines import LinedYAML, load_yaml
+from distill.errors import UserError
+from distill.registry import nearest
+
+DEFAULT_VARIANT = "default"
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """``override`` on top of ``base``: mappings merge key by key, anything else is replaced."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) \
+            else copy.deepcopy(v)
+    return out
+
+
+def apply_set(data: dict, assignment: str) -> tuple:
+    """Apply one ``key.path=value`` (value parsed as YAML) to ``data``; returns the key path."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise UserError(f"--set {assignment!r}: write it as key.path=value")
+    path = tuple(int(p) if p.isdigit() else p for p in key.split("."))
+    node = data
+    for i, part in enumerate(path[:-1]):
+        if isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            continue
+        if not isinstance(node, dict):
+            raise UserError(f"--set {key}: {'.'.join(map(str, path[:i]))} is not a mapping")
+        node = node.setdefault(part, {})
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(node, list) and isinstance(path[-1], int) and path[-1] < len(node):
+        node[path[-1]] = value
+    elif isinstance(node, dict):
+        node[path[-1]] = value
+    else:
+        raise UserError(f"--set {key}: cannot set an item there")
+    return path
+
+
+@dataclass
+class ExperimentFile:
+    """A validated experiment file: the base experiment and each variant's resolved experiment."""
+
+    path: str
+    base: Experiment
+    variants: dict[str, Experiment]
+    raw: dict
+    locator: "_Locator"
+    sets: list[str]
+
+    @property
+    def baseline(self) -> str:
+        return self.base.baseline or next(iter(self.variants))
+
+    def locate(self, error: UserError, variant: str) -> UserError:
+        """Give an error raised while building ``variant`` its file and line."""
+        if error.file or not error.key:
+            return error.located(self.path)
+        path = tuple(int(p) if p.isdigit() else p for p in error.key.split("."))
+        return self.locator.error(path, error.message,
+                                  None if variant == DEFAULT_VARIANT else variant)
+
+
+class _Locator:
+    """Turns a key path of a (variant's) resolved config into ``FILE:LINE: key.path``."""
+
+    def __init__(self, doc: LinedYAML, sets: dict[tuple, str]):
+        self.doc, self.sets = doc, sets
+
+    def error(self, path: tuple, message: str, variant: str | None = None) -> UserError:
+        if variant is not None:
+            own = ("variants", variant) + tuple(path)
+            for n in range(len(own), 2, -1):
+                if own[:n] in self.doc.lines:
+                    return UserError(message, self.doc.file, self.doc.lines[own[:n]],
+                                     _dotted(own))
+        for n in range(len(path), 0, -1):
+            if tuple(path[:n]) in self.sets:
+                return UserError(message, "--set " + self.sets[tuple(path[:n])], None,
+                                 _dotted(path))
+        return UserError(message, self.doc.file, self.doc.line_of(tuple(path)), _dotted(path))
+
+
+def _dotted(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _validate(data: dict, loc: _Locator, variant: str | None) -> Experiment:
+    try:
+        exp = Experiment.model_validate(data)
+    except ValidationError as e:
+        errs = e.errors()
+        first = errs[0]
+        model = _model_at(first["loc"])
+        msg = describe(first, model)
+        if len(errs) > 1:
+            msg += f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})"
+        raise loc.error(_clean_loc(first["loc"]), msg, variant) from None
+    problems = check_named_parts(exp)
+    if problems:
+        path, msg = problems[0]
+        raise loc.error(path, msg, variant)
+    return exp
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    """Drop pydantic's union/tag markers so the path matches the file's keys."""
+    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+
+
+def _model_at(loc: tuple):
+    """The pydantic model whose key ``loc[-1]`` is, for suggesting the nearest valid key."""
+    model = Experiment
+    for part in _clean_loc(loc)[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return model
+        ann = field.annotation
+        candidates = [ann, *getattr(ann, "__args__", ())]
+        nested = [c for c in candidates if isinstance(c, type) and hasattr(c, "model_fields")]
+        for c in candidates:
+            nested += [a for a in getattr(c, "__args__", ()) if isinstance(a, type)
+                       and hasattr(a, "model_fields")]
+        if not nested:
+            return model
+        model = nested[0]
+    return model
+
+
+def load_experiment(path: str, sets: list[str] = (), only: list[str] | None = None) -> ExperimentFile:
+    """Read and validate ``path`` (every variant, or those in ``only``); raise UserError with
+    ``FILE:LINE: key.path: message`` for the first problem found."""
+    doc = load_yaml(path)
+    if not isinstance(doc.data, dict):
+        raise UserError("an experiment file is a mapping of keys (name, data, student, ...)",
+                        doc.file, 1)
+    data = copy.deepcopy(doc.data)
+    set_paths = {apply_set(data, s): s for s in sets}
+    loc = _Locator(doc, set_paths)
+    base = _validate(data, loc, None)
+    plain = {k: v for k, v in data.items() if k != "variants"}
+    names = list(base.variants) or [DEFAULT_VARIANT]
+    for name in only or []:
+        if name not in names:
+            raise UserError(f"--variant {name!r}: no such variant{nearest(name, names)}; "
+                            f"the file has {', '.join(names)}", doc.file)
+    if base.baseline and base.baseline not in names:
+        raise loc.error(("baseline",), f"no variant named {base.baseline!r}"
+                        f"{nearest(base.baseline, names)}")
+    variants = {}
+    for name in names:
+        if only and name not in only:
+            continue
+        override = base.variants.get(name, {})
+        if not isinstance(override, dict):
+            raise loc.error(("variants", name), "a variant is a mapping of keys to override")
+        variants[name] = base if name == DEFAULT_VARIANT else \
+            _validate(deep_merge(plain, override), loc, name)
+    return ExperimentFile(path, base, variants, data, loc, list(sets))

@@ -1,0 +1,156 @@
+"""The experiment file's schema (pydantic). Parts named by a registry (objectives, networks,
+datasets, teacher roles, optimisers, schedules) accept the registered entry's own keyword
+arguments as further keys; :func:`check_named_parts` checks those against the registry."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from distill import registry
+from distill.errors import UserError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Named(BaseModel):
+    """A part chosen by ``name`` from a registry; its other keys are that entry's parameters."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class NetSpec(Named):
+    taps: dict[str, str] = Field(default_factory=dict)
+
+
+class DataSpec(Named):
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int | None = Field(None, ge=1)
+    num_workers: int = Field(0, ge=0)
+    imbalance: float | None = Field(None, gt=0, le=1)
+
+
+class OptimizerSpec(Named):
+    name: str = "sgd"
+
+
+class ScheduleSpec(Named):
+    name: str = "none"
+
+
+class TrainSpec(Strict):
+    epochs: int = Field(30, ge=1)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    gradient_clip: float | None = Field(None, gt=0)
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _schedule_by_name(cls, v):
+        return {"name": v} if isinstance(v, str) else v
+
+
+class InitSpec(Strict):
+    """Student initialisation: ``from: teacher`` interpolates toward the teacher's weights."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: Literal["random", "teacher"] = Field("random", alias="from")
+    alpha: float = Field(1.0, ge=0, le=1)
+
+
+class StudentSpec(Strict):
+    net: NetSpec
+    init: InitSpec = Field(default_factory=InitSpec)
+
+
+class TeacherSpec(Named):
+    """``role`` picks the teacher role; ``net`` defaults to the student's network."""
+
+    name: str = Field("frozen", alias="role")
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    net: NetSpec | None = None
+    checkpoint: str | None = None
+    train: TrainSpec | None = None
+    seed: int = 0
+
+
+class ObjectiveSpec(Named):
+    weight: float = 1.0
+    warmup_epochs: int = Field(0, ge=0)
+
+
+class ContinualSpec(Strict):
+    tasks: int = Field(ge=1)
+    split: Literal["classes"] = "classes"
+    order: list[int] | Literal["seed"] | None = None
+    setting: Literal["task-incremental", "class-incremental"] = "task-incremental"
+
+
+class Experiment(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    data: DataSpec
+    teacher: TeacherSpec | None = None
+    student: StudentSpec
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    objectives: list[ObjectiveSpec] = Field(min_length=1)
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    baseline: str | None = None
+    trainer: dict[str, Any] = Field(default_factory=dict)
+    threads: int = Field(1, ge=1, description="CPU threads for torch; 1 suits the small models")
+    continual: ContinualSpec | None = None
+
+
+def _registry_check(spec: Named, reg: registry.Registry, path: tuple) -> list[tuple[tuple, str]]:
+    try:
+        entry = reg.get(spec.name)
+    except UserError as e:
+        return [(path + ("role" if isinstance(spec, TeacherSpec) else "name",), e.message)]
+    try:
+        entry.params.model_validate(spec.params())
+    except ValidationError as e:
+        return [(path + tuple(err["loc"]), describe(err, entry.params)) for err in e.errors()]
+    return []
+
+
+def describe(err: dict, model: type[BaseModel] | None = None) -> str:
+    """One pydantic error as a short sentence, with the nearest valid key for unknown keys."""
+    if err["type"] == "extra_forbidden":
+        fields = list(model.model_fields) if model else []
+        hint = registry.nearest(err["loc"][-1], fields)
+        valid = f"; valid keys: {', '.join(fields)}" if fields and not hint else ""
+        return f"unknown key{hint}{valid}"
+    if err["type"] == "missing":
+        return "required key is missing"
+    return err["msg"]
+
+
+def check_named_parts(exp: Experiment) -> list[tuple[tuple, str]]:
+    """(key path, message) for every registry-named part whose name or parameters are wrong."""
+    from distill.objectives import all_objectives  # noqa: F401  (registration)
+    import students  # noqa: F401
+    import teachers  # noqa: F401
+    import distill.data  # noqa: F401
+    import distill.engine.optim  # noqa: F401
+
+    errors = _registry_check(exp.data, registry.datasets, ("data",))
+    errors += _registry_check(exp.student.net, registry.networks, ("student", "net"))
+    trains = [(("train",), exp.train)]
+    if exp.teacher and exp.teacher.train:
+        trains.append((("teacher", "train"), exp.teacher.train))
+    for path, spec in trains:
+        errors += _registry_check(spec.optimizer, registry.optimizers, path + ("optimizer",))
+        errors += _registry_check(spec.schedule, registry.schedules, path + ("schedule",))
+    if exp.teacher:
+        errors += _registry_check(exp.teacher, registry.teachers, ("teacher",))
+        if exp.teacher.net:
+            errors += _registry_check(exp.teacher.net, registry.networks, ("teacher", "net"))
+    for i, spec in enumerate(exp.objectives):
+        errors += _registry_check(spec, registry.objectives, ("objectives", i))
+    return errors

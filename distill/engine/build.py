@@ -1,0 +1,126 @@
+"""From a validated experiment to objects: data module, networks, teacher role, objectives and the
+DistillationModule. Building binds every objective with one dry forward pass, so ``validate`` and
+``run`` catch the same shape problems before any training."""
+from __future__ import annotations
+
+import functools
+import json
+import math
+
+import lightning as L
+import torch
+
+from distill.config.schema import Experiment, NetSpec
+from distill.data.base import DataModule, Splits
+from distill.engine.module import DistillationModule, Term
+from distill.errors import ConfigError, UserError
+from distill.objectives.base import BindContext
+from distill.registry import datasets, objectives, teachers
+from students import build_network
+from students.output import ModelOutput
+from students.taps import Tapped
+from teachers.checkpoint import load_weights
+from teachers.role import TeacherRole
+
+
+@functools.lru_cache(maxsize=8)
+def _splits(name: str, params_json: str) -> Splits:
+    return datasets.get(name).target(**json.loads(params_json))
+
+
+def build_data(exp: Experiment, seed: int) -> DataModule:
+    """The experiment's data module; dataset loading is cached within the process."""
+    spec = exp.data
+    try:
+        splits = _splits(spec.name, json.dumps(spec.params(), sort_keys=True))
+    except UserError as e:
+        raise e if e.key else UserError(e.message, key="data.root" if "root" in spec.params()
+                                        else "data") from None
+    train_index = None
+    if spec.imbalance is not None:
+        from distill.data.imbalance import long_tail_indices
+        train_index = long_tail_indices(splits.train_targets, splits.num_classes, spec.imbalance,
+                                        seed=0)
+    return DataModule(splits, spec.batch_size, spec.num_workers, seed, spec.eval_batch_size,
+                      train_index=train_index)
+
+
+def build_net(spec: NetSpec, data: DataModule, key: str) -> Tapped:
+    try:
+        return build_network(spec.name, spec.params(), data.num_classes, data.input_shape,
+                             spec.taps)
+    except UserError as e:
+        raise UserError(e.message, key=e.key or key) from None
+
+
+def teacher_net_spec(exp: Experiment) -> NetSpec:
+    return exp.teacher.net or exp.student.net
+
+
+def build_teacher(exp: Experiment, data: DataModule, weights: str | None) -> TeacherRole | None:
+    """The teacher role with its weights: ``teacher.checkpoint``, else ``weights`` (the file of the
+    experiment's teacher stage), else the network's initialisation (random role)."""
+    if exp.teacher is None:
+        return None
+    net = build_net(teacher_net_spec(exp), data, "teacher.net")
+    path = exp.teacher.checkpoint or weights
+    if path:
+        load_weights(net, path, "teacher.checkpoint" if exp.teacher.checkpoint else "teacher.train")
+    return teachers.get(exp.teacher.name).target(network=net, **exp.teacher.params())
+
+
+def interpolate_init(student: Tapped, teacher: Tapped, alpha: float) -> None:
+    """Sarnthein et al. 2023: theta_S = ((1 - a) theta_T + a theta_rand) / sqrt(a^2 + (1 - a)^2),
+    theta_rand the student's own fresh initialisation; buffers (BatchNorm statistics) are copied
+    from the teacher."""
+    scale = math.sqrt(alpha ** 2 + (1 - alpha) ** 2)
+    s_state, t_state = student.net.state_dict(), teacher.net.state_dict()
+    if s_state.keys() != t_state.keys() or any(s_state[k].shape != t_state[k].shape for k in s_state):
+        raise ConfigError("student.init", "init from: teacher needs the same network for student "
+                                          "and teacher")
+    params = dict(student.net.named_parameters())
+    with torch.no_grad():
+        for k, v in s_state.items():
+            if k in params:
+                v.copy_(((1 - alpha) * t_state[k] + alpha * v) / scale)
+            else:
+                v.copy_(t_state[k])
+
+
+def _probe(net: torch.nn.Module, x: torch.Tensor) -> ModelOutput:
+    """One forward pass in eval mode without gradients, leaving the network's state as it was."""
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        out = net(x)
+    net.train(was_training)
+    return out
+
+
+def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
+                 task: int = 0) -> DistillationModule:
+    """Student, objectives bound to both networks' outputs, and the module around them."""
+    student = build_net(exp.student.net, data, "student.net")
+    if exp.student.init.from_ == "teacher":
+        if teacher is None:
+            raise ConfigError("student.init", "init from: teacher needs a `teacher:` section")
+        interpolate_init(student, teacher.network, exp.student.init.alpha)
+    x = torch.stack([data.train_set[i][0] for i in range(min(2, len(data.train_set)))])
+    s_out = _probe(student, x)
+    t_out = _probe(teacher, x) if teacher is not None else None
+    terms, seen = [], {}
+    for i, spec in enumerate(exp.objectives):
+        key = f"objectives.{i}"
+        objective = objectives.get(spec.name).target(**spec.params())
+        objective.bind(BindContext(student=s_out, teacher=t_out, num_classes=data.num_classes,
+                                   key=key, data=data, teacher_role=teacher, student_net=student))
+        seen[spec.name] = seen.get(spec.name, 0) + 1
+        label = spec.name if seen[spec.name] == 1 else f"{spec.name}{seen[spec.name]}"
+        terms.append(Term(label, objective, spec.weight, spec.warmup_epochs))
+    return DistillationModule(student, teacher, terms, data.num_classes, exp.train.epochs,
+                              exp.train.optimizer.model_dump(exclude_none=False),
+                              exp.train.schedule.model_dump(), task=task)
+
+
+def seeded(seed: int) -> None:
+    L.seed_everything(seed, workers=True, verbose=False)

@@ -1,0 +1,144 @@
+"""The one training loop every objective shares: a LightningModule around a student, an optional
+teacher role and a list of weighted objectives (mdistiller's contract: each objective gives named
+loss terms; the engine weights, sums and logs them)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from distill.engine.step import Step
+from distill.engine.teacher_cache import TeacherCache
+from distill.errors import UserError
+from distill.objectives.base import Objective
+from distill.registry import optimizers, schedules
+from students.output import ModelOutput
+from students.taps import Tapped
+from teachers.role import TeacherRole
+
+
+@dataclass
+class Term:
+    """An objective in the sum: ``weight * min(1, (epoch + 1) / warmup_epochs) * loss``."""
+
+    label: str
+    objective: Objective
+    weight: float = 1.0
+    warmup_epochs: int = 0
+
+    def weight_at(self, epoch: int) -> float:
+        if self.warmup_epochs <= 0:
+            return self.weight
+        return self.weight * min(1.0, (epoch + 1) / self.warmup_epochs)
+
+
+class DistillationModule(L.LightningModule):
+    """Student + teacher role + objectives; logs ``train/<term>``, ``train/loss``, ``val/acc``.
+
+    ``history`` holds the validation accuracy of every finished epoch (saved in checkpoints), so
+    both the final-epoch and the best-epoch accuracy can be reported.
+    """
+
+    def __init__(self, student: Tapped, teacher: TeacherRole | None, terms: list[Term],
+                 num_classes: int, epochs: int, optimizer: dict, schedule: dict, task: int = 0):
+        super().__init__()
+        self.student = student
+        self.teacher = teacher
+        self.objectives = nn.ModuleList(t.objective for t in terms)
+        for t in terms:
+            t.objective._state_key = f"objective:{t.label}"
+        self.terms = terms
+        self.epochs, self.task = epochs, task
+        self.optimizer_spec, self.schedule_spec = optimizer, schedule
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.teacher_fields = frozenset().union(*(t.objective.teacher_needs for t in terms))
+        self.teacher_cache: TeacherCache | None = None
+        self.history: list[float] = []
+
+    # -- Lightning plumbing -------------------------------------------------------------------
+    def configure_callbacks(self):
+        return list(self.objectives)
+
+    def configure_optimizers(self):
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        params += [p for p in self.objectives.parameters() if p.requires_grad]
+        if self.teacher is not None and self.teacher.trainable:
+            params += list(self.teacher.parameters())
+        opt_spec = dict(self.optimizer_spec)
+        optimizer = optimizers.get(opt_spec.pop("name")).target(params, **opt_spec)
+        sched_spec = dict(self.schedule_spec)
+        scheduler = schedules.get(sched_spec.pop("name")).target(optimizer, epochs=self.epochs,
+                                                                  **sched_spec)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def on_fit_start(self):
+        data = self.trainer.datamodule
+        if (self.teacher is not None and self.teacher_fields and not self.teacher.trainable
+                and data is not None and not data.splits.augmented):
+            self.teacher_cache = TeacherCache(self.teacher_fields)
+            self.teacher_cache.fill(self.teacher, data.train_eval_dataloader(),
+                                    len(data.splits.train), self.device)
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["history"] = list(self.history)
+
+    def on_load_checkpoint(self, checkpoint):
+        self.history = list(checkpoint.get("history", []))
+
+    # -- the shared step ------------------------------------------------------------------------
+    def teacher_output(self, x: torch.Tensor, index: torch.Tensor) -> ModelOutput | None:
+        if self.teacher is None or not self.teacher_fields:
+            return None
+        if self.teacher_cache is not None:
+            return self.teacher_cache(index)
+        return self.teacher(x)
+
+    def make_step(self, batch) -> Step:
+        x, y, index = batch[:3]
+        return Step(inputs=x, labels=y, index=index, student=self.student(x),
+                    teacher=self.teacher_output(x, index), epoch=self.current_epoch,
+                    max_epochs=self.epochs, global_step=self.global_step, task=self.task)
+
+    def training_step(self, batch, batch_idx):
+        step = self.make_step(batch)
+        total = 0.0
+        logs = {}
+        for term in self.terms:
+            out = term.objective(step)
+            parts = out if isinstance(out, dict) else {"": out}
+            weight = term.weight_at(step.epoch)
+            for name, value in parts.items():
+                label = f"{term.label}/{name}" if name else term.label
+                if not torch.isfinite(value).all():
+                    raise UserError(f"loss term {label!r} became non-finite ({value.item()}) at "
+                                    f"epoch {step.epoch}, step {step.global_step}; lower the "
+                                    f"learning rate or this term's weight")
+                logs[f"train/{label}"] = value.detach()
+                total = total + weight * value
+        logs["train/loss"] = total.detach()
+        batch_size = step.labels.shape[0]
+        self.log_dict(logs, on_step=False, on_epoch=True, batch_size=batch_size)
+        return total
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.teacher is not None:
+            self.teacher.after_student_step(self.student)
+
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.student(x).logits
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch[0], batch[1]
+        self.val_acc.update(self.predict_logits(x), y)
+
+    def on_validation_epoch_end(self):
+        acc = self.val_acc.compute().item() * 100
+        self.val_acc.reset()
+        self.log("val/acc", acc, prog_bar=True)
+        if not self.trainer.sanity_checking:
+            self.history.append(acc)

@@ -1,0 +1,222 @@
+"""Running an experiment file: the teacher stage (once), then every variant x seed, each in
+``<out>/<name>/<variant>/seed<k>/``, each result recorded in ``<out>/results.sqlite``. A run whose
+``metrics.json`` exists is skipped; an interrupted one continues from its ``last.ckpt``."""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from distill.config.load import ExperimentFile
+from distill.config.schema import Experiment, ObjectiveSpec, StudentSpec
+from distill.engine.build import (build_data, build_module, build_teacher, seeded,
+                                  teacher_net_spec)
+from distill.engine.module import DistillationModule
+from distill.engine.checkpoint_io import SafeCheckpointIO, atomic_save
+from distill.engine.progress import progress_callbacks
+from distill.errors import ConfigError, UserError
+from distill.registry import nearest
+from distill.results.report import METRIC_NOTES
+from distill.results.store import ResultsStore
+
+RESERVED_TRAINER_KEYS = {"max_epochs", "callbacks", "logger", "default_root_dir", "plugins",
+                         "enable_progress_bar", "num_sanity_val_steps", "enable_model_summary"}
+
+
+def quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*treespec.*")
+
+
+def check_trainer_keys(trainer: dict) -> None:
+    valid = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"} - RESERVED_TRAINER_KEYS
+    for key in trainer:
+        if key not in valid:
+            why = "is set by the workbench" if key in RESERVED_TRAINER_KEYS else \
+                f"is not a Lightning Trainer argument{nearest(key, valid)}"
+            raise ConfigError(f"trainer.{key}", why)
+
+
+def fingerprint(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+@dataclass
+class RunPlan:
+    """Where one stage runs and how long."""
+
+    out: Path
+    fast: bool = False
+    interactive: bool | None = None
+
+
+def teacher_stage(exp: Experiment) -> Experiment:
+    """The teacher's own training: its network as a student of the labels (cross-entropy)."""
+    spec = exp.teacher
+    return exp.model_copy(update={
+        "teacher": None, "student": StudentSpec(net=teacher_net_spec(exp)), "train": spec.train,
+        "objectives": [ObjectiveSpec(name="ce")], "variants": {}})
+
+
+def teacher_identity(exp: Experiment) -> dict:
+    """What decides the teacher's weights: its network, data and recipe."""
+    return {"net": teacher_net_spec(exp).model_dump(), "data": exp.data.model_dump(),
+            "train": exp.teacher.train.model_dump(), "seed": exp.teacher.seed}
+
+
+def needs_teacher_stage(exp: Experiment) -> bool:
+    return exp.teacher is not None and exp.teacher.checkpoint is None and exp.teacher.train is not None
+
+
+def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
+        teacher_weights: str | None = None) -> tuple[dict, DistillationModule]:
+    """Train one stage in ``run_dir``; returns its metrics (also written to metrics.json) and the
+    trained module."""
+    torch.set_num_threads(exp.threads)
+    seeded(seed)
+    data = build_data(exp, seed)
+    teacher = build_teacher(exp, data, teacher_weights)
+    module = build_module(exp, data, teacher)
+    resolved = yaml.safe_dump({**exp.model_dump(mode="json", by_alias=True,
+                                                exclude={"variants"}), "seed": seed},
+                              sort_keys=False)
+    config_file = run_dir / "config.yaml"
+    if config_file.exists() and config_file.read_text() != resolved:
+        raise UserError(f"{run_dir} holds a run of a different configuration; run with another "
+                        f"--out, or delete that folder to start it afresh")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(resolved)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    trainer_args = dict(accelerator="auto", devices=1, precision="32-true", deterministic=True,
+                        log_every_n_steps=10)
+    trainer_args.update(exp.trainer)
+    if plan.fast:
+        trainer_args.update(limit_train_batches=3, limit_val_batches=2)
+    trainer = L.Trainer(
+        max_epochs=1 if plan.fast else exp.train.epochs,
+        default_root_dir=str(run_dir),
+        logger=CSVLogger(str(run_dir), name="logs", version=""),
+        callbacks=[ModelCheckpoint(dirpath=str(last.parent), save_last=True, save_top_k=0,
+                                   enable_version_counter=False),
+                   *progress_callbacks(label, plan.interactive)],
+        plugins=[SafeCheckpointIO()],
+        enable_progress_bar=bool(plan.interactive),
+        enable_model_summary=False, num_sanity_val_steps=0,
+        gradient_clip_val=exp.train.gradient_clip,
+        **trainer_args)
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
+    history = module.history
+    metrics = {"top1": history[-1], "top1_best": max(history),
+               "epochs": len(history), "train_seconds": round(time.perf_counter() - started, 2)}
+    metrics_file = run_dir / "metrics.json"
+    tmp = metrics_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({**metrics, "history": history}, indent=2))
+    tmp.replace(metrics_file)
+    return metrics, module
+
+
+def ensure_teacher(exp: Experiment, exp_dir: Path, plan: RunPlan, store: ResultsStore,
+                   say) -> tuple[str, str]:
+    """Train the experiment's teacher once (or reuse it); returns (weights file, variant label)."""
+    identity = teacher_identity(exp)
+    label = "teacher"
+    base_dir = exp_dir / label
+    marker = base_dir / "identity.json"
+    if marker.exists() and json.loads(marker.read_text()) != identity:
+        label = f"teacher-{fingerprint(identity)}"
+        base_dir = exp_dir / label
+        marker = base_dir / "identity.json"
+    weights = base_dir / "teacher.pt"
+    if weights.exists() and (base_dir / "metrics.json").exists():
+        say(f"teacher: reusing {weights}")
+        return str(weights), label
+    base_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(identity, indent=2, sort_keys=True))
+    say(f"teacher: training {teacher_net_spec(exp).name} for "
+        f"{exp.teacher.train.epochs} epochs -> {weights}")
+    metrics, module = fit(teacher_stage(exp), exp.teacher.seed, base_dir, label, plan)
+    atomic_save({"state_dict": module.student.net.state_dict(),
+                 "net": teacher_net_spec(exp).model_dump(), "metrics": metrics}, weights)
+    store.record(exp.name, label, exp.teacher.seed, _numeric(metrics))
+    return str(weights), label
+
+
+def _numeric(metrics: dict) -> dict:
+    return {k: float(v) for k, v in metrics.items() if k in METRIC_NOTES}
+
+
+def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan: RunPlan,
+                   say=print) -> list[dict]:
+    """Every variant x seed of ``ef``; returns one summary dict per run."""
+    quiet_lightning()
+    store = ResultsStore(out / "results.sqlite")
+    exp_dir = out / ef.base.name
+    remember_source(ef, exp_dir)
+    summaries = []
+    for variant, exp in ef.variants.items():
+        teacher_weights = None
+        if needs_teacher_stage(exp):
+            teacher_weights, _ = ensure_teacher(exp, exp_dir, plan, store, say)
+        for seed in seeds or exp.seeds:
+            run_dir = exp_dir / variant / f"seed{seed}"
+            done = run_dir / "metrics.json"
+            if done.exists():
+                say(f"{variant} seed {seed}: finished earlier, skipped ({done})")
+                metrics = json.loads(done.read_text())
+            else:
+                say(f"{variant} seed {seed}: training -> {run_dir}")
+                metrics, _ = fit(exp, seed, run_dir, f"{variant} s{seed}", plan, teacher_weights)
+            store.record(exp.name, variant, seed, _numeric(metrics))
+            summaries.append({"variant": variant, "seed": seed, **_numeric(metrics)})
+    return summaries
+
+
+def remember_source(ef: ExperimentFile, exp_dir: Path) -> None:
+    """Keep the experiment file and its --set overrides beside the runs, for ``distill resume``."""
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    (exp_dir / "experiment.yaml").write_text(Path(ef.path).read_text())
+    (exp_dir / "source.json").write_text(json.dumps({"file": str(Path(ef.path).resolve()),
+                                                      "sets": list(ef.sets)}, indent=2))
+
+
+def source_of(exp_dir: Path) -> tuple[str, list[str]]:
+    """The experiment file and overrides that a run folder was made with."""
+    source = exp_dir / "source.json"
+    if not source.exists():
+        raise UserError(f"{exp_dir} is not an experiment folder made by `distill run` "
+                        f"(no source.json); give the folder runs/<name>")
+    return str(exp_dir / "experiment.yaml"), json.loads(source.read_text())["sets"]
+
+
+def validate_builds(ef: ExperimentFile) -> None:
+    """Build every variant once (data, networks, dry forward, objective binding), training nothing."""
+    quiet_lightning()
+    for variant, exp in ef.variants.items():
+        try:
+            check_trainer_keys(exp.trainer)
+            if exp.teacher is not None and exp.teacher.name == "frozen" and not (
+                    exp.teacher.checkpoint or exp.teacher.train):
+                raise ConfigError("teacher", "a frozen teacher needs `checkpoint:` (a weights file) "
+                                             "or `train:` (the teacher stage's recipe)")
+            seeded(exp.seeds[0])
+            data = build_data(exp, exp.seeds[0])
+            teacher = build_teacher(exp, data, None)
+            build_module(exp, data, teacher)
+        except UserError as e:
+            raise ef.locate(e, variant) from None

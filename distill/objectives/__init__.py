@@ -1,0 +1,1 @@
+"""Distillation objectives, one file each; importing ``all_objectives`` registers them."""

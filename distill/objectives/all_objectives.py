@@ -1,0 +1,2 @@
+"""Imports every objective module so each registers its name."""
+from distill.objectives import ce, kd  # noqa: F401

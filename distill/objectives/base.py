@@ -1,0 +1,65 @@
+"""The objective contract: an ``nn.Module`` that is also a Lightning ``Callback``.
+
+``forward(step)`` returns a loss tensor or a dict of named loss terms (each is logged; the engine
+sums ``weight * term``). ``student_needs`` / ``teacher_needs`` name the ModelOutput fields it reads:
+the teacher is not run at all when no objective needs it. ``bind`` runs once after the networks
+exist, with one dry forward pass of each, to create size-dependent parameters (adapters,
+projections) and to reject networks that cannot serve the objective. Its parameters are optimised
+with the student; its buffers are saved in checkpoints; Lightning callback hooks give it a
+lifecycle (class-means before fit, snapshots at task end, ...).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+
+from distill.engine.step import Step
+from distill.errors import ConfigError
+from students.output import ModelOutput
+
+
+@dataclass
+class BindContext:
+    """What an objective may look at when it binds: dry-run outputs and the data."""
+
+    student: ModelOutput
+    teacher: ModelOutput | None
+    num_classes: int
+    key: str  # the objective's key path in the experiment file, for errors
+    data: Any = None
+    teacher_role: Any = None
+    student_net: Any = None
+
+
+class Objective(nn.Module, Callback):
+    student_needs: ClassVar[frozenset[str]] = frozenset({"logits"})
+    teacher_needs: ClassVar[frozenset[str]] = frozenset()
+    uses_labels: ClassVar[bool] = False
+
+    def __init__(self):
+        nn.Module.__init__(self)
+        self._state_key = type(self).__name__
+
+    @property
+    def state_key(self) -> str:
+        return self._state_key
+
+    def bind(self, ctx: BindContext) -> None:
+        """Check the networks' outputs and create size-dependent parameters."""
+        for who, out, needs in (("student", ctx.student, self.student_needs),
+                                ("teacher", ctx.teacher, self.teacher_needs)):
+            if needs and out is None:
+                raise ConfigError(ctx.key, f"{self.registered_name} needs a teacher; add a "
+                                           f"`teacher:` section or remove this objective")
+            missing = sorted(set(needs) - (out.available() if out is not None else set()))
+            if missing:
+                raise ConfigError(ctx.key, f"{self.registered_name} needs the {who}'s "
+                                           f"{', '.join(missing)}, which its network does not give;"
+                                           f" add a tap (net.taps) or pick another network")
+
+    def forward(self, step: Step) -> torch.Tensor | dict[str, torch.Tensor]:
+        raise NotImplementedError

@@ -1,0 +1,90 @@
+"""Named registries: every objective, teacher role, network, dataset and optimiser is found by name.
+
+A name is registered once with a decorator, e.g. ``@objectives.register("kd")``. The keyword
+arguments of the registered callable (its ``__init__`` for a class) form the schema of that entry:
+the experiment file's keys for it are checked against them, with types from the annotations.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, create_model
+
+from distill.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    target: Callable[..., Any]
+    description: str
+    params: type[BaseModel]
+
+
+def nearest(word: str, options) -> str:
+    """' (did you mean X?)' for the closest option, or '' when nothing is close."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _params_model(name: str, target: Callable[..., Any], skip: frozenset[str]) -> type[BaseModel]:
+    fn = target.__init__ if inspect.isclass(target) else target
+    fields: dict[str, Any] = {}
+    for p in list(inspect.signature(fn).parameters.values()):
+        if p.name in skip or p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        annotation = Any if p.annotation is inspect.Parameter.empty else p.annotation
+        default = ... if p.default is inspect.Parameter.empty else p.default
+        fields[p.name] = (annotation, default)
+    config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    return create_model(f"{name}_params", __config__=config, **fields)
+
+
+class Registry:
+    """Names of one kind (objective, network, ...) mapped to the callable that builds them.
+
+    ``skip`` lists constructor arguments the engine supplies itself (e.g. ``num_classes``), so they
+    are not part of the experiment file's schema.
+    """
+
+    def __init__(self, kind: str, skip: tuple[str, ...] = ()):
+        self.kind = kind
+        self.skip = frozenset(skip)
+        self._entries: dict[str, Entry] = {}
+
+    def register(self, name: str, description: str | None = None):
+        def decorate(target):
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            text = description or next(iter((inspect.getdoc(target) or "").splitlines()), "")
+            self._entries[name] = Entry(name, target, text, _params_model(name, target, self.skip))
+            target.registered_name = name
+            return target
+
+        return decorate
+
+    def get(self, name: str, key: str = "name") -> Entry:
+        if name not in self._entries:
+            raise ConfigError(key, f"unknown {self.kind} {name!r}{nearest(name, self._entries)}; "
+                                   f"`distill list` shows the {self.kind}s")
+        return self._entries[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def entries(self) -> list[Entry]:
+        return [self._entries[n] for n in self.names()]
+
+
+objectives = Registry("objective")
+teachers = Registry("teacher role", skip=("network",))
+networks = Registry("network", skip=("num_classes", "input_shape"))
+datasets = Registry("dataset")
+optimizers = Registry("optimizer", skip=("params",))
+schedules = Registry("schedule", skip=("optimizer", "epochs"))

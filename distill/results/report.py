@@ -1,0 +1,65 @@
+"""``distill compare``: the method table of one experiment folder, or of every experiment in an
+output root, in the format asked for."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from distill.errors import UserError
+from distill.results.store import ResultsStore
+from distill.results.table import (MethodTable, render_rich, to_csv, to_json, to_latex,
+                                   to_markdown)
+
+RENDER = {"table": render_rich, "md": to_markdown, "csv": to_csv, "json": to_json,
+          "latex": to_latex}
+METRIC_NOTES = {
+    "top1": "test accuracy (%) at the final epoch",
+    "top1_best": "best test accuracy (%) over epochs (the RepDistiller convention)",
+}
+
+
+def _locate(target: Path) -> tuple[ResultsStore, list[str]]:
+    """The store and the experiments that ``target`` (an output root or runs/<name>) covers."""
+    if (target / "results.sqlite").exists():
+        store = ResultsStore(target / "results.sqlite")
+        return store, store.experiments()
+    if (target.parent / "results.sqlite").exists():
+        return ResultsStore(target.parent / "results.sqlite"), [target.name]
+    raise UserError(f"{target}: no results.sqlite here or in its parent; give the output root "
+                    f"(runs) or an experiment folder (runs/<name>) made by `distill run`")
+
+
+def _variant_order(exp_dir: Path) -> list[str] | None:
+    """Variants in the order of the experiment file kept beside the runs, when there is one."""
+    import yaml
+
+    source = exp_dir / "experiment.yaml"
+    if not source.exists():
+        return None
+    variants = (yaml.safe_load(source.read_text()) or {}).get("variants") or {}
+    return list(variants)
+
+
+def comparison(target: Path, fmt: str = "table", metrics: list[str] | None = None,
+               baseline: str | None = None, order: list[str] | None = None):
+    """The rendered table(s): a rich Table for ``table``, text for the other formats."""
+    store, experiments = _locate(target)
+    rendered = []
+    for name in experiments:
+        rows = store.rows(name)
+        if not rows:
+            raise UserError(f"{target}: no results for experiment {name!r}; run it first")
+        exp_dir = target if target.name == name else target / name
+        table = MethodTable.from_rows(rows, metrics, baseline, order or _variant_order(exp_dir),
+                                      notes=METRIC_NOTES)
+        rendered.append((name, RENDER[fmt](table)))
+    if fmt == "table":
+        from rich.console import Group
+        for name, t in rendered:
+            t.title = name
+        return Group(*(t for _, t in rendered))
+    if fmt == "json" and len(rendered) > 1:
+        return json.dumps({name: json.loads(text) for name, text in rendered}, indent=2)
+    if len(rendered) == 1:
+        return rendered[0][1]
+    return "\n\n".join(f"{name}\n\n{text}" for name, text in rendered)

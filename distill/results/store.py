@@ -1,0 +1,134 @@
+"""The results store: one SQLite file per output root, one row per
+(experiment, variant, seed, task, metric), safe with several processes writing at once.
+
+Every operation opens its own connection and keeps its transaction short (``BEGIN IMMEDIATE``);
+the file is in WAL mode and a writer waits up to a minute for another one to finish.
+"""
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from distill.errors import UserError
+
+NO_TASK = -1  # the task of a row from a run that is not continual
+BUSY_TIMEOUT_S = 60.0
+COLUMNS = ("experiment", "variant", "seed", "task", "metric", "value", "recorded_at")
+SCHEMA = """CREATE TABLE IF NOT EXISTS results (
+    experiment TEXT NOT NULL, variant TEXT NOT NULL, seed INTEGER NOT NULL,
+    task INTEGER NOT NULL, metric TEXT NOT NULL, value REAL, recorded_at TEXT NOT NULL,
+    PRIMARY KEY (experiment, variant, seed, task, metric))"""
+
+
+class ResultsStore:
+    """The results of every run under one output root, e.g. ``runs/results.sqlite``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def record(self, experiment: str, variant: str, seed: int, metrics: dict[str, float],
+               task: int = NO_TASK) -> None:
+        """Write one run's metrics (one transaction); a row already there for the same key is
+        replaced."""
+        recorded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        rows = [(experiment, variant, int(seed), int(task), metric, float(value), recorded_at)
+                for metric, value in metrics.items()]
+        with self._writing() as db:
+            db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def rows(self, experiment: str | None = None) -> list[dict]:
+        """All rows, or one experiment's, as dicts keyed by column name (NaN values come back as
+        NaN, not None)."""
+        query = f"SELECT {', '.join(COLUMNS)} FROM results"
+        params: tuple = ()
+        if experiment is not None:
+            query += " WHERE experiment = ?"
+            params = (experiment,)
+        query += " ORDER BY experiment, variant, seed, task, metric"
+        with self._reading() as db:
+            found = db.execute(query, params).fetchall()
+        rows = [dict(zip(COLUMNS, row)) for row in found]
+        for row in rows:
+            row["value"] = math.nan if row["value"] is None else row["value"]
+        return rows
+
+    def experiments(self) -> list[str]:
+        """The names of the experiments with results, sorted."""
+        with self._reading() as db:
+            found = db.execute("SELECT DISTINCT experiment FROM results ORDER BY experiment")
+            return [name for (name,) in found.fetchall()]
+
+    def delete(self, experiment: str, variant: str, seed: int) -> int:
+        """Remove one run's rows (every task and metric); returns how many were removed."""
+        self._require_file()
+        with self._writing() as db:
+            removed = db.execute(
+                "DELETE FROM results WHERE experiment = ? AND variant = ? AND seed = ?",
+                (experiment, variant, int(seed)))
+            return removed.rowcount
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """A connection inside one ``BEGIN IMMEDIATE`` transaction, committed on success; creates
+        the folder, the file and the table when missing."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = self._connect(self.path)
+        try:
+            self._use_wal(db)
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(SCHEMA)
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection to the existing store; never creates the file."""
+        self._require_file()
+        db = self._connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True)
+        try:
+            try:
+                has_table = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                       "AND name = 'results'").fetchone()
+            except sqlite3.DatabaseError as error:
+                raise UserError(f"not a results store ({error})", file=str(self.path)) from error
+            if not has_table:
+                raise UserError("not a results store (no results table)", file=str(self.path))
+            yield db
+        finally:
+            db.close()
+
+    @staticmethod
+    def _use_wal(db: sqlite3.Connection) -> None:
+        """Switch a new store to WAL (kept in the file). The switch fails at once, without waiting,
+        while another process holds the file, so it is retried until the busy timeout."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            try:
+                db.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def _require_file(self) -> None:
+        if not self.path.is_file():
+            raise UserError(f"no results store at {self.path}; run `distill run` first")
+
+    @staticmethod
+    def _connect(target: str | Path, uri: bool = False) -> sqlite3.Connection:
+        """A connection in autocommit mode (transactions are explicit) that waits for writers."""
+        db = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None, uri=uri)
+        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        return db

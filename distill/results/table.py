@@ -1,0 +1,292 @@
+"""The method table: one row per variant, one column per metric, mean ± std over seeds, the best
+variant per column marked, the difference to a baseline variant; and its renderers (rich,
+Markdown, CSV, JSON, LaTeX).
+
+The ``teacher`` variant is a reference row: shown apart, never the baseline, never marked best.
+For continual runs each (variant, seed, metric) contributes its value after the final task.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from rich.markup import escape as markup_escape
+from rich.table import Table
+
+from distill.errors import UserError
+from distill.registry import nearest
+
+TEACHER = "teacher"
+LOWER_IS_BETTER = ("forgetting", "loss", "error", "latency")
+DASH = "—"
+
+
+def lower_is_better(metric: str) -> bool:
+    """True for metrics to minimise (forgetting, losses, errors, latency); BWT and accuracies are
+    maximised."""
+    return any(word in metric.lower() for word in LOWER_IS_BETTER)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One variant's values of one metric, one per seed."""
+
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (ddof=1); None for a single seed."""
+        return float(np.std(self.values, ddof=1)) if self.n > 1 else None
+
+
+@dataclass
+class MethodTable:
+    """Variants x metrics. ``variants`` are the compared rows in display order (the teacher is not
+    one of them); ``cells[variant][metric]`` holds every row's values, the teacher's included."""
+
+    metrics: list[str]
+    variants: list[str]
+    cells: dict[str, dict[str, Cell]]
+    baseline: str | None
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_rows(cls, rows: list[dict], metrics: list[str] | None = None,
+                  baseline: str | None = None, order: list[str] | None = None,
+                  notes: dict[str, str] | None = None) -> "MethodTable":
+        """Build the table from results-store rows of one experiment.
+
+        ``metrics``: the columns (default: every metric, sorted); ``order``: the variants shown
+        first, in this order (the others follow alphabetically); ``baseline``: the variant the
+        differences are taken to (default: the first shown); ``notes``: metric definitions for the
+        caption.
+        """
+        if not rows:
+            raise UserError("no results to compare; run `distill run` first")
+        experiments = {row["experiment"] for row in rows}
+        if len(experiments) > 1:
+            raise ValueError(f"rows of several experiments: {sorted(experiments)}")
+        final: dict[tuple[str, int, str], dict] = {}
+        for row in rows:
+            key = (row["variant"], row["seed"], row["metric"])
+            if key not in final or row["task"] > final[key]["task"]:
+                final[key] = row
+        available = sorted({metric for _, _, metric in final})
+        metrics = list(metrics) if metrics else available
+        for metric in metrics:
+            if metric not in available:
+                raise UserError(f"no metric {metric!r} in the results{nearest(metric, available)}; "
+                                f"available: {', '.join(available)}")
+        cells: dict[str, dict[str, Cell]] = {}
+        for (variant, seed, metric), row in sorted(final.items()):
+            if metric in metrics:
+                per_variant = cells.setdefault(variant, {})
+                previous = per_variant.get(metric, Cell(()))
+                per_variant[metric] = Cell(previous.values + (row["value"],))
+        students = [name for name in cells if name != TEACHER]
+        ordered = [name for name in (order or []) if name in students]
+        variants = ordered + sorted(set(students) - set(ordered))
+        if baseline is not None and baseline not in variants:
+            why = ("the teacher is the reference row, never the baseline" if baseline == TEACHER
+                   else f"no variant {baseline!r} in the results{nearest(baseline, variants)}")
+            raise UserError(f"baseline: {why}; variants: {', '.join(variants)}")
+        baseline = baseline or (variants[0] if variants else None)
+        return cls(metrics, variants, cells, baseline, dict(notes or {}))
+
+    @property
+    def shown(self) -> list[str]:
+        """Every row in display order: the teacher (when present) first, then the variants."""
+        return ([TEACHER] if TEACHER in self.cells else []) + self.variants
+
+    def cell(self, variant: str, metric: str) -> Cell | None:
+        return self.cells[variant].get(metric)
+
+    def best(self, metric: str) -> set[str]:
+        """The variants with the best mean in one column (several on a tie; never the teacher)."""
+        means = {variant: cell.mean for variant in self.variants
+                 if (cell := self.cell(variant, metric)) and not math.isnan(cell.mean)}
+        if not means:
+            return set()
+        target = (min if lower_is_better(metric) else max)(means.values())
+        return {variant for variant, mean in means.items() if mean == target}
+
+    def delta(self, variant: str, metric: str) -> float | None:
+        """Mean of ``variant`` minus mean of the baseline; None for the baseline itself or a
+        missing cell."""
+        if variant == self.baseline or self.baseline is None:
+            return None
+        cell, reference = self.cell(variant, metric), self.cell(self.baseline, metric)
+        return cell.mean - reference.mean if cell and reference else None
+
+    def role(self, variant: str) -> str:
+        """'reference' for the teacher, 'baseline' for the baseline, '' otherwise."""
+        return {TEACHER: "reference", self.baseline: "baseline"}.get(variant, "")
+
+    def label(self, variant: str) -> str:
+        """The row label, e.g. ``teacher (reference)`` or ``kd (baseline)``."""
+        role = self.role(variant)
+        return f"{variant} ({role})" if role else variant
+
+    def caption(self) -> str:
+        """What the cells mean, then the metric definitions from ``notes``."""
+        parts = ["Mean ± sample std over seeds (n = number of seeds); best per column marked; "
+                 "↑ higher is better, ↓ lower is better"]
+        if self.baseline:
+            parts[0] += f"; Δ = difference of means to {self.baseline}"
+        parts += [f"{metric}: {text.rstrip('.')}" for metric, text in self.notes.items()]
+        return ". ".join(parts) + "."
+
+
+def plain(text: str) -> str:
+    return text
+
+
+def header(metric: str) -> str:
+    """A metric's column title with its direction, e.g. ``top1 ↑``."""
+    return f"{metric} {'↓' if lower_is_better(metric) else '↑'}"
+
+
+def titles(table: MethodTable, escape=plain) -> list[str]:
+    return ["variant"] + [escape(title) for metric in table.metrics
+                          for title in (header(metric), f"Δ {metric}")]
+
+
+def cell_text(cell: Cell | None, strong=plain, escape=plain) -> str:
+    """``74.12 ± 0.31 (n=3)``; ``strong`` wraps the mean ± std of a best cell, ``escape`` quotes
+    text for the output format."""
+    if cell is None:
+        return escape(DASH)
+    spread = DASH if cell.std is None else f"{cell.std:.2f}"
+    return strong(escape(f"{cell.mean:.2f} ± {spread}")) + escape(f" (n={cell.n})")
+
+
+def delta_text(delta: float | None) -> str:
+    return DASH if delta is None else f"{delta:+.2f}"
+
+
+def text_rows(table: MethodTable, strong=plain, escape=plain) -> list[list[str]]:
+    """The table body as strings: the label, then per metric the cell and the difference."""
+    best = {metric: table.best(metric) for metric in table.metrics}
+    rows = []
+    for variant in table.shown:
+        row = [escape(table.label(variant))]
+        for metric in table.metrics:
+            mark = strong if variant in best[metric] else plain
+            row += [cell_text(table.cell(variant, metric), mark, escape),
+                    escape(delta_text(table.delta(variant, metric)))]
+        rows.append(row)
+    return rows
+
+
+def render_rich(table: MethodTable) -> Table:
+    """A rich table for the terminal: best cells in bold with a ★, the teacher row set apart."""
+    out = Table(caption=markup_escape(table.caption()), caption_justify="left")
+    for position, title in enumerate(titles(table, markup_escape)):
+        out.add_column(title, justify="left" if position == 0 else "right")
+    body = text_rows(table, strong=lambda text: f"[bold]{text} ★[/bold]", escape=markup_escape)
+    for variant, row in zip(table.shown, body):
+        out.add_row(*row, style="dim" if variant == TEACHER else None)
+        if variant == TEACHER:
+            out.add_section()
+    return out
+
+
+def to_markdown(table: MethodTable) -> str:
+    """A Markdown (pipe) table, best cells as ``**mean ± std** (n=k)``, the caption below."""
+    def escape(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    lines = [line(titles(table, escape)), "|---|" + "---:|" * (2 * len(table.metrics))]
+    lines += [line(row) for row in text_rows(table, lambda text: f"**{text}**", escape)]
+    return "\n".join(lines) + f"\n\n{table.caption()}\n"
+
+
+def to_latex(table: MethodTable) -> str:
+    """A LaTeX table (needs ``booktabs``): best cells in ``\\textbf{}``, the caption with the
+    notes, the teacher row above a rule."""
+    def line(cells: list[str]) -> str:
+        return " & ".join(cells) + r" \\"
+
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex(table.caption())}}}",
+             rf"\begin{{tabular}}{{l{'rr' * len(table.metrics)}}}", r"\toprule",
+             line(titles(table, latex)), r"\midrule"]
+    body = text_rows(table, strong=lambda text: rf"\textbf{{{text}}}", escape=latex)
+    for variant, row in zip(table.shown, body):
+        lines.append(line(row))
+        if variant == TEACHER:
+            lines.append(r"\midrule")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+LATEX_REPLACEMENTS = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "±": r"$\pm$", "Δ": r"$\Delta$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "—": "--",
+}
+
+
+def latex(text: str) -> str:
+    """``text`` with LaTeX's special characters escaped and the table's symbols as math."""
+    return "".join(LATEX_REPLACEMENTS.get(char, char) for char in text)
+
+
+def number(value: float | None) -> float | None:
+    """``value`` for machine-readable output: None for missing or NaN."""
+    return None if value is None or math.isnan(value) else value
+
+
+def records(table: MethodTable) -> list[dict]:
+    """One record per row, full precision: variant, role, and per metric a dict of mean, std, n,
+    best and delta."""
+    out = []
+    for variant in table.shown:
+        record = {"variant": variant, "role": table.role(variant)}
+        for metric in table.metrics:
+            cell = table.cell(variant, metric)
+            record[metric] = {
+                "mean": number(cell.mean) if cell else None,
+                "std": number(cell.std) if cell else None,
+                "n": cell.n if cell else 0,
+                "best": variant in table.best(metric),
+                "delta": number(table.delta(variant, metric)),
+            }
+        out.append(record)
+    return out
+
+
+def to_json(table: MethodTable) -> str:
+    """``{"metrics", "baseline", "notes", "rows"}``; each row holds per metric mean, std (null for
+    one seed), n, best and delta (to the baseline)."""
+    document = {"metrics": table.metrics, "baseline": table.baseline, "notes": table.notes,
+                "rows": records(table)}
+    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def to_csv(table: MethodTable) -> str:
+    """One line per row: ``variant, role``, then ``<metric>_mean, _std, _n, _best, _delta`` per
+    metric, full precision (empty when missing)."""
+    fields = ("mean", "std", "n", "best", "delta")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["variant", "role"] + [f"{m}_{f}" for m in table.metrics for f in fields])
+    for record in records(table):
+        values = [record[metric][f] for metric in table.metrics for f in fields]
+        writer.writerow([record["variant"], record["role"]] + ["" if v is None else v
+                                                               for v in values])
+    return buffer.getvalue()

@@ -1,0 +1,43 @@
+"""Loading network weights from a file: ``torch.load(..., weights_only=True)`` only."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from distill.errors import UserError
+from students.taps import Tapped
+
+PREFIXES = ("student.net.", "network.net.", "net.", "model.", "module.")
+
+
+def load_weights(net: Tapped, path: str | Path, key: str = "teacher.checkpoint") -> None:
+    """Load a state dict into ``net.net`` from ``path``: a plain state dict, a dict with
+    ``state_dict`` (our teacher files and Lightning checkpoints), with common prefixes removed."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"checkpoint {str(p)!r} does not exist; train the teacher first or fix the "
+                        f"path", key=key)
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, corrupted or not a torch file
+        raise UserError(f"checkpoint {str(p)!r} cannot be read ({type(e).__name__}); it is "
+                        f"corrupted or not a weights-only torch file", key=key) from None
+    state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
+    if not isinstance(state, dict):
+        raise UserError(f"checkpoint {str(p)!r} holds no state dict", key=key)
+    own = net.net.state_dict()
+    for prefix in ("",) + PREFIXES:
+        picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if picked.keys() == own.keys():
+            break
+    else:
+        missing = sorted(set(own) - set(state))[:3]
+        raise UserError(f"checkpoint {str(p)!r} does not fit the teacher network (e.g. missing "
+                        f"{', '.join(missing)}); check teacher.net", key=key)
+    bad = [k for k in own if picked[k].shape != own[k].shape]
+    if bad:
+        raise UserError(f"checkpoint {str(p)!r} does not fit the teacher network: {bad[0]} has "
+                        f"shape {tuple(picked[bad[0]].shape)}, the network "
+                        f"{tuple(own[bad[0]].shape)}; check teacher.net", key=key)
+    net.net.load_state_dict(picked)
