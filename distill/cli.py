@@ -76,15 +76,16 @@ def cmd_list(args) -> int:
     from rich.table import Table
 
     from distill import registry
-    from distill.config.schema import check_named_parts  # noqa: F401  (imports register all)
-    import distill.data, distill.engine.optim, students, teachers  # noqa: F401,E401
-    from distill.objectives import all_objectives  # noqa: F401
+    from distill.catalog import load_all
+
+    load_all()
 
     table = Table(title="Registered names")
     for col in ("kind", "name", "description"):
         table.add_column(col)
     for reg in (registry.objectives, registry.teachers, registry.networks, registry.datasets,
-                registry.optimizers, registry.schedules):
+                registry.augmentations, registry.evaluators, registry.optimizers,
+                registry.schedules):
         for entry in reg.entries():
             table.add_row(reg.kind, entry.name, entry.description)
         table.add_section()

@@ -29,7 +29,15 @@ class NetSpec(Named):
     taps: dict[str, str] = Field(default_factory=dict)
 
 
+class ViewSpec(Named):
+    """Augmented views of every training sample (for contrastive and self-distillation objectives):
+    ``count`` draws of the named augmentation."""
+
+    count: int = Field(2, ge=1)
+
+
 class DataSpec(Named):
+    views: ViewSpec | None = None
     batch_size: int = Field(128, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)
     num_workers: int = Field(0, ge=0)
@@ -105,6 +113,7 @@ class Experiment(Strict):
     trainer: dict[str, Any] = Field(default_factory=dict)
     threads: int = Field(1, ge=1, description="CPU threads for torch; 1 suits the small models")
     continual: ContinualSpec | None = None
+    evaluate: list[Named] = Field(default_factory=list)
 
 
 def _registry_check(spec: Named, reg: registry.Registry, path: tuple) -> list[tuple[tuple, str]]:
@@ -133,13 +142,12 @@ def describe(err: dict, model: type[BaseModel] | None = None) -> str:
 
 def check_named_parts(exp: Experiment) -> list[tuple[tuple, str]]:
     """(key path, message) for every registry-named part whose name or parameters are wrong."""
-    from distill.objectives import all_objectives  # noqa: F401  (registration)
-    import students  # noqa: F401
-    import teachers  # noqa: F401
-    import distill.data  # noqa: F401
-    import distill.engine.optim  # noqa: F401
+    from distill.catalog import load_all
 
+    load_all()
     errors = _registry_check(exp.data, registry.datasets, ("data",))
+    if exp.data.views:
+        errors += _registry_check(exp.data.views, registry.augmentations, ("data", "views"))
     errors += _registry_check(exp.student.net, registry.networks, ("student", "net"))
     trains = [(("train",), exp.train)]
     if exp.teacher and exp.teacher.train:
@@ -153,4 +161,6 @@ def check_named_parts(exp: Experiment) -> list[tuple[tuple, str]]:
             errors += _registry_check(exp.teacher.net, registry.networks, ("teacher", "net"))
     for i, spec in enumerate(exp.objectives):
         errors += _registry_check(spec, registry.objectives, ("objectives", i))
+    for i, spec in enumerate(exp.evaluate):
+        errors += _registry_check(spec, registry.evaluators, ("evaluate", i))
     return errors

@@ -3,7 +3,8 @@
 A registered dataset returns :class:`Splits`; :class:`DataModule` adds batching, a data order that
 depends only on (seed, epoch) so a resumed run sees the same batches, the sample index with every
 batch (for cached teacher outputs and class-means), and optional subsets of the train and test
-sets (class-imbalanced profiles, continual-learning tasks).
+sets (class-imbalanced profiles, continual-learning tasks), and augmented views of each training item
+when the experiment asks for them.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from distill.data.views import WithViews
 
 
 @dataclass
@@ -65,7 +68,7 @@ class DataModule(L.LightningDataModule):
 
     def __init__(self, splits: Splits, batch_size: int = 128, num_workers: int = 0, seed: int = 0,
                  eval_batch_size: int | None = None, train_index: torch.Tensor | None = None,
-                 test_index: torch.Tensor | None = None):
+                 test_index: torch.Tensor | None = None, views: tuple | None = None):
         super().__init__()
         self.splits = splits
         self.batch_size = batch_size
@@ -74,6 +77,11 @@ class DataModule(L.LightningDataModule):
         self.seed = seed
         self.train_set = Indexed(splits.train, train_index)
         self.test_set = Indexed(splits.test, test_index)
+        self.views = views  # (transform, count) or None
+
+    @property
+    def has_views(self) -> bool:
+        return self.views is not None
 
     @property
     def num_classes(self) -> int:
@@ -92,8 +100,8 @@ class DataModule(L.LightningDataModule):
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self):
-        return self._loader(self.train_set, self.batch_size,
-                            EpochSampler(len(self.train_set), self.seed))
+        data = self.train_set if self.views is None else WithViews(self.train_set, *self.views)
+        return self._loader(data, self.batch_size, EpochSampler(len(self.train_set), self.seed))
 
     def train_eval_dataloader(self):
         """The train set in order, for passes that read it without training (class-means, probes)."""

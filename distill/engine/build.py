@@ -15,7 +15,7 @@ from distill.data.base import DataModule, Splits
 from distill.engine.module import DistillationModule, Term
 from distill.errors import ConfigError, UserError
 from distill.objectives.base import BindContext
-from distill.registry import datasets, objectives, teachers
+from distill.registry import augmentations, datasets, objectives, teachers
 from students import build_network
 from students.output import ModelOutput
 from students.taps import Tapped
@@ -41,8 +41,11 @@ def build_data(exp: Experiment, seed: int) -> DataModule:
         from distill.data.imbalance import long_tail_indices
         train_index = long_tail_indices(splits.train_targets, splits.num_classes, spec.imbalance,
                                         seed=0)
+    views = None
+    if spec.views is not None:
+        views = (augmentations.get(spec.views.name).target(**spec.views.params()), spec.views.count)
     return DataModule(splits, spec.batch_size, spec.num_workers, seed, spec.eval_batch_size,
-                      train_index=train_index)
+                      train_index=train_index, views=views)
 
 
 def build_net(spec: NetSpec, data: DataModule, key: str) -> Tapped:

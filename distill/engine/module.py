@@ -35,6 +35,12 @@ class Term:
         return self.weight * min(1.0, (epoch + 1) / self.warmup_epochs)
 
 
+def split_views(out: ModelOutput, count: int) -> list[ModelOutput]:
+    """One forward pass over n*B stacked views -> n ModelOutputs of B rows each."""
+    chunks = {f: getattr(out, f).chunk(count) for f in out.available()}
+    return [ModelOutput(**{f: c[v] for f, c in chunks.items()}) for v in range(count)]
+
+
 class DistillationModule(L.LightningModule):
     """Student + teacher role + objectives; logs ``train/<term>``, ``train/loss``, ``val/acc``.
 
@@ -55,6 +61,7 @@ class DistillationModule(L.LightningModule):
         self.optimizer_spec, self.schedule_spec = optimizer, schedule
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.teacher_fields = frozenset().union(*(t.objective.teacher_needs for t in terms))
+        self.uses_views = any(t.objective.uses_views for t in terms)
         self.teacher_cache: TeacherCache | None = None
         self.history: list[float] = []
 
@@ -100,9 +107,16 @@ class DistillationModule(L.LightningModule):
 
     def make_step(self, batch) -> Step:
         x, y, index = batch[:3]
-        return Step(inputs=x, labels=y, index=index, student=self.student(x),
+        step = Step(inputs=x, labels=y, index=index, student=self.student(x),
                     teacher=self.teacher_output(x, index), epoch=self.current_epoch,
                     max_epochs=self.epochs, global_step=self.global_step, task=self.task)
+        if self.uses_views:
+            views = batch[3].transpose(0, 1).flatten(0, 1)  # view-major: n*B x ...
+            count = batch[3].shape[1]
+            step.student_views = split_views(self.student(views), count)
+            if self.teacher is not None and self.teacher_fields:
+                step.teacher_views = split_views(self.teacher(views), count)
+        return step
 
     def training_step(self, batch, batch_idx):
         step = self.make_step(batch)

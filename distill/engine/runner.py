@@ -26,8 +26,7 @@ from distill.engine.module import DistillationModule
 from distill.engine.checkpoint_io import SafeCheckpointIO, atomic_save
 from distill.engine.progress import progress_callbacks
 from distill.errors import ConfigError, UserError
-from distill.registry import nearest
-from distill.results.report import METRIC_NOTES
+from distill.registry import evaluators, nearest
 from distill.results.store import ResultsStore
 
 RESERVED_TRAINER_KEYS = {"max_epochs", "callbacks", "logger", "default_root_dir", "plugins",
@@ -122,8 +121,10 @@ def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
     started = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     history = module.history
-    metrics = {"top1": history[-1], "top1_best": max(history),
-               "epochs": len(history), "train_seconds": round(time.perf_counter() - started, 2)}
+    metrics = {"top1": history[-1], "top1_best": max(history)}
+    for spec in exp.evaluate:
+        metrics.update(evaluators.get(spec.name).target(**spec.params())(module, data))
+    metrics.update(epochs=len(history), train_seconds=round(time.perf_counter() - started, 2))
     metrics_file = run_dir / "metrics.json"
     tmp = metrics_file.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({**metrics, "history": history}, indent=2))
@@ -157,8 +158,12 @@ def ensure_teacher(exp: Experiment, exp_dir: Path, plan: RunPlan, store: Results
     return str(weights), label
 
 
+BOOKKEEPING = {"epochs", "train_seconds", "history"}
+
+
 def _numeric(metrics: dict) -> dict:
-    return {k: float(v) for k, v in metrics.items() if k in METRIC_NOTES}
+    """The metrics that go to the results store (not the bookkeeping)."""
+    return {k: float(v) for k, v in metrics.items() if k not in BOOKKEEPING}
 
 
 def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan: RunPlan,

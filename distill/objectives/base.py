@@ -39,6 +39,7 @@ class Objective(nn.Module, Callback):
     student_needs: ClassVar[frozenset[str]] = frozenset({"logits"})
     teacher_needs: ClassVar[frozenset[str]] = frozenset()
     uses_labels: ClassVar[bool] = False
+    uses_views: ClassVar[bool] = False  # reads step.student_views / step.teacher_views
 
     def __init__(self):
         nn.Module.__init__(self)
@@ -50,6 +51,9 @@ class Objective(nn.Module, Callback):
 
     def bind(self, ctx: BindContext) -> None:
         """Check the networks' outputs and create size-dependent parameters."""
+        if self.uses_views and not (ctx.data is not None and ctx.data.has_views):
+            raise ConfigError(ctx.key, f"{self.registered_name} compares augmented views; add "
+                                       f"`views: {{name: ..., count: 2}}` to `data:`")
         for who, out, needs in (("student", ctx.student, self.student_needs),
                                 ("teacher", ctx.teacher, self.teacher_needs)):
             if needs and out is None:
