@@ -66,7 +66,7 @@ def _print_table(target: Path, fmt: str, metrics, baseline=None, order=None) -> 
     text_or_table = comparison(target, fmt, metrics, baseline, order)
     if fmt == "table":
         from rich.console import Console
-        Console().print(text_or_table)
+        Console(width=None if sys.stdout.isatty() else 120).print(text_or_table)
     else:
         sys.stdout.write(text_or_table if text_or_table.endswith("\n") else text_or_table + "\n")
 

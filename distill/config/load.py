@@ -105,8 +105,8 @@ def _validate(data: dict, loc: _Locator, variant: str | None) -> Experiment:
     try:
         exp = Experiment.model_validate(data)
     except ValidationError as e:
-        errs = e.errors()
-        first = errs[0]
+        errs = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")
+        first = errs[0]  # an unknown key first: it often explains a "missing" one
         model = _model_at(first["loc"])
         msg = describe(first, model)
         if len(errs) > 1:

@@ -26,8 +26,14 @@ class LinedYAML:
         return None
 
 
+PLAIN_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
+
+
 def _construct(node: yaml.Node, path: Path_, lines: dict[Path_, int], constructor) -> Any:
     lines.setdefault(path, node.start_mark.line + 1)
+    if type(node) in PLAIN_TAGS and node.tag != PLAIN_TAGS[type(node)]:
+        raise UserError(f"not valid YAML: the tag {node.tag!r} is not allowed in experiment files",
+                        line=node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out = {}
         for key_node, value_node in node.value:
@@ -51,8 +57,6 @@ def parse_yaml(text: str, file: str = "<text>") -> LinedYAML:
         node = loader.get_single_node()
         if node is None:
             raise UserError("the file is empty; start from experiments/quickstart.yaml", file=file)
-        if node.tag.startswith("tag:yaml.org,2002:python/"):
-            raise UserError("python tags are not allowed in experiment files", file=file)
         lines: dict[Path_, int] = {}
         data = _construct(node, (), lines, loader)
     except yaml.MarkedYAMLError as e:

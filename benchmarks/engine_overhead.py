@@ -1,0 +1,84 @@
+"""Engine overhead: the workbench's training of the quickstart student against a plain PyTorch
+loop doing the same work (same data, network, optimiser, schedule, epochs, per-epoch test pass).
+
+    .venv/bin/python benchmarks/engine_overhead.py [--epochs 30] [--repeats 3]
+
+Prints seconds per run for both and their ratio (engine / plain). Run by hand, results in the
+README; never part of the tests.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from distill.config import load_experiment
+from distill.engine.build import build_data, build_module, seeded
+from distill.engine.runner import RunPlan, fit, quiet_lightning
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def plain_loop(exp, seed: int) -> float:
+    """The same training written as a bare loop; returns wall seconds."""
+    seeded(seed)
+    data = build_data(exp, seed)
+    student = build_module(exp, data, None).student
+    opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, exp.train.epochs)
+    started = time.perf_counter()
+    for epoch in range(exp.train.epochs):
+        loader = data.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        student.train()
+        for x, y, _ in loader:
+            logits = student(x).logits
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+        student.eval()
+        with torch.no_grad():
+            sum((student(x).logits.argmax(1) == y).sum().item() for x, y, _ in data.val_dataloader())
+    return time.perf_counter() - started
+
+
+def engine_run(exp, seed: int, out: Path) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    fit(exp, seed, out, "bench", RunPlan(out, interactive=False))
+    return time.perf_counter() - started
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    quiet_lightning()
+    torch.set_num_threads(1)
+    ef = load_experiment(str(ROOT / "experiments" / "quickstart.yaml"),
+                         [f"train.epochs={args.epochs}"], ["ce-only"])
+    exp = ef.variants["ce-only"]
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = [plain_loop(exp, 0) for _ in range(args.repeats)]
+        with contextlib.redirect_stdout(io.StringIO()):
+            engine = [engine_run(exp, 0, Path(tmp) / f"r{i}") for i in range(args.repeats)]
+    p_med, e_med = statistics.median(plain), statistics.median(engine)
+    print(f"quickstart student, ce, {args.epochs} epochs, median of {args.repeats}:")
+    print(f"  plain PyTorch loop  {p_med:6.2f} s")
+    print(f"  workbench engine    {e_med:6.2f} s   (includes checkpoints, CSV logs, metrics)")
+    print(f"  ratio engine/plain  {e_med / p_med:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
