@@ -55,7 +55,7 @@ def plain_loop(exp, seed: int) -> float:
 def engine_run(exp, seed: int, out: Path) -> float:
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
-    fit(exp, seed, out, "bench", RunPlan(out, interactive=False))
+    fit(exp, seed, out, "bench", RunPlan(interactive=False))
     return time.perf_counter() - started
 
 

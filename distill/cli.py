@@ -40,9 +40,10 @@ def cmd_run(args) -> int:
 
     ef = _load(args)
     out = Path(args.out) / "_fast" if args.fast else Path(args.out)
-    run_experiment(ef, out, args.seeds, RunPlan(out, fast=args.fast), say=_say)
+    run_experiment(ef, out, args.seeds, RunPlan(fast=args.fast), say=_say)
     print()
-    _print_table(out / ef.base.name, "table", None, baseline=ef.baseline, order=list(ef.variants))
+    _print_table(out / ef.base.name, "table", None, baseline=ef.baseline, order=list(ef.variants),
+                 baseline_if_present=True)
     return 0
 
 
@@ -60,10 +61,11 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def _print_table(target: Path, fmt: str, metrics, baseline=None, order=None) -> None:
+def _print_table(target: Path, fmt: str, metrics, baseline=None, order=None,
+                 baseline_if_present=False) -> None:
     from distill.results.report import comparison
 
-    text_or_table = comparison(target, fmt, metrics, baseline, order)
+    text_or_table = comparison(target, fmt, metrics, baseline, order, baseline_if_present)
     if fmt == "table":
         from rich.console import Console
         Console(width=None if sys.stdout.isatty() else 120).print(text_or_table)

@@ -34,5 +34,19 @@ class TeacherRole(nn.Module):
         with torch.no_grad():
             return self.network(x)
 
+    @property
+    def static(self) -> bool:
+        """True when the outputs depend on the input alone during a fit (so they can be cached)."""
+        return not self.trainable
+
+    def track(self, teacher_part: nn.Module, student_part: nn.Module) -> None:
+        """Pair a teacher module with its student counterpart: the network with the student (done
+        when the student is built) and any module an objective puts on both (DINO's head). A role
+        that follows the student (EMA) copies the student part here and follows it; others keep
+        the teacher part as it is."""
+
+    def plan_steps(self, total_steps: int) -> None:
+        """Called when a fit starts, with the number of optimiser steps it takes (for schedules)."""
+
     def after_student_step(self, student: Tapped) -> None:
         """Called after every optimiser step of the student."""

@@ -42,6 +42,8 @@ class DataSpec(Named):
     eval_batch_size: int | None = Field(None, ge=1)
     num_workers: int = Field(0, ge=0)
     imbalance: float | None = Field(None, gt=0, le=1)
+    labels: bool = Field(True, description="false: training reads no labels (label-free "
+                                           "distillation); objectives that use labels are refused")
 
 
 class OptimizerSpec(Named):
@@ -94,6 +96,11 @@ class ObjectiveSpec(Named):
 
 
 class ContinualSpec(Strict):
+    """A task sequence: the dataset's classes in ``order`` (a permutation, ``seed``: drawn from the
+    run's seed, default 0..C-1) cut into ``tasks`` groups, one ``Trainer.fit`` per task.
+    ``setting`` says whether the task is known at test time: task-incremental reports the
+    task-aware and the task-agnostic accuracy matrix, class-incremental the task-agnostic one."""
+
     tasks: int = Field(ge=1)
     split: Literal["classes"] = "classes"
     order: list[int] | Literal["seed"] | None = None

@@ -96,8 +96,11 @@ class DataModule(L.LightningDataModule):
         return t if self.train_set.indices is None else t[self.train_set.indices]
 
     def _loader(self, data, batch_size, sampler=None):
+        # a loader's own generator: starting an iteration then draws nothing from torch's global
+        # one, which dropout and augmentations use and checkpoints restore
         return DataLoader(data, batch_size=batch_size, sampler=sampler,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.seed))
 
     def train_dataloader(self):
         data = self.train_set if self.views is None else WithViews(self.train_set, *self.views)

@@ -72,16 +72,16 @@ def build_teacher(exp: Experiment, data: DataModule, weights: str | None) -> Tea
     return teachers.get(exp.teacher.name).target(network=net, **exp.teacher.params())
 
 
-def interpolate_init(student: Tapped, teacher: Tapped, alpha: float) -> None:
+def interpolate_init(student: torch.nn.Module, teacher: torch.nn.Module, alpha: float) -> None:
     """Sarnthein et al. 2023: theta_S = ((1 - a) theta_T + a theta_rand) / sqrt(a^2 + (1 - a)^2),
-    theta_rand the student's own fresh initialisation; buffers (BatchNorm statistics) are copied
-    from the teacher."""
+    theta_rand the student's own fresh initialisation, for every parameter; buffers (BatchNorm
+    statistics) are copied from the teacher. Any pair of like modules (networks, heads)."""
     scale = math.sqrt(alpha ** 2 + (1 - alpha) ** 2)
-    s_state, t_state = student.net.state_dict(), teacher.net.state_dict()
+    s_state, t_state = student.state_dict(), teacher.state_dict()
     if s_state.keys() != t_state.keys() or any(s_state[k].shape != t_state[k].shape for k in s_state):
         raise ConfigError("student.init", "init from: teacher needs the same network for student "
                                           "and teacher")
-    params = dict(student.net.named_parameters())
+    params = dict(student.named_parameters())
     with torch.no_grad():
         for k, v in s_state.items():
             if k in params:
@@ -101,22 +101,29 @@ def _probe(net: torch.nn.Module, x: torch.Tensor) -> ModelOutput:
 
 
 def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
-                 task: int = 0) -> DistillationModule:
-    """Student, objectives bound to both networks' outputs, and the module around them."""
+                 task: int = 0, teacher_weights: str | None = None,
+                 tasks=None) -> DistillationModule:
+    """Student, objectives bound to both networks' outputs, and the module around them.
+    ``teacher_weights`` is the teacher stage's weights file (as for :func:`build_teacher`);
+    ``tasks`` the continual TaskSequence and ``task`` the index of the task to train."""
     student = build_net(exp.student.net, data, "student.net")
     if exp.student.init.from_ == "teacher":
         if teacher is None:
             raise ConfigError("student.init", "init from: teacher needs a `teacher:` section")
         interpolate_init(student, teacher.network, exp.student.init.alpha)
+    if teacher is not None:
+        teacher.track(teacher.network, student)
     x = torch.stack([data.train_set[i][0] for i in range(min(2, len(data.train_set)))])
     s_out = _probe(student, x)
     t_out = _probe(teacher, x) if teacher is not None else None
+    weights = (exp.teacher.checkpoint or teacher_weights) if exp.teacher is not None else None
     terms, seen = [], {}
     for i, spec in enumerate(exp.objectives):
         key = f"objectives.{i}"
         objective = objectives.get(spec.name).target(**spec.params())
         objective.bind(BindContext(student=s_out, teacher=t_out, num_classes=data.num_classes,
-                                   key=key, data=data, teacher_role=teacher, student_net=student))
+                                   key=key, data=data, teacher_role=teacher, student_net=student,
+                                   teacher_weights=weights, experiment=exp, tasks=tasks))
         seen[spec.name] = seen.get(spec.name, 0) + 1
         label = spec.name if seen[spec.name] == 1 else f"{spec.name}{seen[spec.name]}"
         terms.append(Term(label, objective, spec.weight, spec.warmup_epochs))

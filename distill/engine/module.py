@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from distill.engine.rng_state import capture_rng, restore_rng
 from distill.engine.step import Step
 from distill.engine.teacher_cache import TeacherCache
 from distill.errors import UserError
@@ -64,18 +65,23 @@ class DistillationModule(L.LightningModule):
         self.uses_views = any(t.objective.uses_views for t in terms)
         self.teacher_cache: TeacherCache | None = None
         self.history: list[float] = []
+        self.resumed_rng: dict | None = None  # the generators' state in the checkpoint resumed from
 
     # -- Lightning plumbing -------------------------------------------------------------------
     def configure_callbacks(self):
         return list(self.objectives)
 
     def configure_optimizers(self):
+        own_groups = [group for o in self.objectives for group in o.param_groups()]
+        in_own_group = {id(p) for group in own_groups for p in group["params"]}
         params = [p for p in self.student.parameters() if p.requires_grad]
-        params += [p for p in self.objectives.parameters() if p.requires_grad]
+        params += [p for p in self.objectives.parameters()
+                   if p.requires_grad and id(p) not in in_own_group]
         if self.teacher is not None and self.teacher.trainable:
             params += list(self.teacher.parameters())
         opt_spec = dict(self.optimizer_spec)
-        optimizer = optimizers.get(opt_spec.pop("name")).target(params, **opt_spec)
+        optimizer = optimizers.get(opt_spec.pop("name")).target(
+            [{"params": params}, *own_groups] if own_groups else params, **opt_spec)
         sched_spec = dict(self.schedule_spec)
         scheduler = schedules.get(sched_spec.pop("name")).target(optimizer, epochs=self.epochs,
                                                                   **sched_spec)
@@ -85,7 +91,9 @@ class DistillationModule(L.LightningModule):
 
     def on_fit_start(self):
         data = self.trainer.datamodule
-        if (self.teacher is not None and self.teacher_fields and not self.teacher.trainable
+        if self.teacher is not None:
+            self.teacher.plan_steps(self.trainer.estimated_stepping_batches)
+        if (self.teacher is not None and self.teacher_fields and self.teacher.static
                 and data is not None and not data.splits.augmented):
             self.teacher_cache = TeacherCache(self.teacher_fields)
             self.teacher_cache.fill(self.teacher, data.train_eval_dataloader(),
@@ -93,9 +101,18 @@ class DistillationModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["history"] = list(self.history)
+        checkpoint["rng_state"] = capture_rng()
 
     def on_load_checkpoint(self, checkpoint):
         self.history = list(checkpoint.get("history", []))
+        self.resumed_rng = checkpoint.get("rng_state")
+
+    def on_train_start(self):
+        # restored here, after everything a resumed fit does before its first batch, so the
+        # generators continue exactly as in a run that was never interrupted
+        if self.resumed_rng is not None:
+            restore_rng(self.resumed_rng)
+            self.resumed_rng = None
 
     # -- the shared step ------------------------------------------------------------------------
     def teacher_output(self, x: torch.Tensor, index: torch.Tensor) -> ModelOutput | None:
@@ -144,7 +161,14 @@ class DistillationModule(L.LightningModule):
             self.teacher.after_student_step(self.student)
 
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student(x).logits
+        """Class scores for evaluation: the first objective's ``predict`` (e.g. prototypes), else
+        the student's logits."""
+        out = self.student(x)
+        for objective in self.objectives:
+            scores = objective.predict(out)
+            if scores is not None:
+                return scores
+        return out.logits
 
     def validation_step(self, batch, batch_idx):
         x, y = batch[0], batch[1]

@@ -28,6 +28,5 @@ class EpochLine(Callback):
         print("  ".join(parts), file=self.stream, flush=True)
 
 
-def progress_callbacks(label: str, interactive: bool | None = None) -> list[Callback]:
-    interactive = sys.stdout.isatty() if interactive is None else interactive
+def progress_callbacks(label: str, interactive: bool) -> list[Callback]:
     return [RichProgressBar(leave=False)] if interactive else [EpochLine(label)]

@@ -7,6 +7,7 @@ import hashlib
 import inspect
 import json
 import logging
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*treespec.*")
 
@@ -57,11 +59,14 @@ def fingerprint(obj) -> str:
 
 @dataclass
 class RunPlan:
-    """Where one stage runs and how long."""
+    """How stages run: ``fast`` (one epoch of a few batches) and how progress is shown."""
 
-    out: Path
     fast: bool = False
-    interactive: bool | None = None
+    interactive: bool | None = None  # None: rich progress bar when stdout is a terminal
+
+    @property
+    def progress_bar(self) -> bool:
+        return sys.stdout.isatty() if self.interactive is None else self.interactive
 
 
 def teacher_stage(exp: Experiment) -> Experiment:
@@ -82,6 +87,46 @@ def needs_teacher_stage(exp: Experiment) -> bool:
     return exp.teacher is not None and exp.teacher.checkpoint is None and exp.teacher.train is not None
 
 
+def resolved_config(exp: Experiment, seed: int) -> str:
+    return yaml.safe_dump({**exp.model_dump(mode="json", by_alias=True, exclude={"variants"}),
+                           "seed": seed}, sort_keys=False)
+
+
+def check_run_folder(exp: Experiment, seed: int, run_dir: Path) -> None:
+    """Refuse to continue or reuse a run folder made with another configuration."""
+    config_file = run_dir / "config.yaml"
+    if config_file.exists() and config_file.read_text() != resolved_config(exp, seed):
+        raise UserError(f"{run_dir} holds a run of a different configuration; run with another "
+                        f"--out, or delete that folder to start it afresh")
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    """Where a stage in ``run_dir`` keeps its checkpoint, rewritten at the end of every epoch."""
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> L.Trainer:
+    """The Trainer of one stage: CSV logs and an epoch-end checkpoint (``last_checkpoint``) in
+    ``run_dir``, written atomically, so an interrupted stage resumes from its last finished epoch."""
+    trainer_args = dict(accelerator="auto", devices=1, precision="32-true", deterministic=True,
+                        log_every_n_steps=10)
+    trainer_args.update(exp.trainer)
+    if plan.fast:
+        trainer_args.update(limit_train_batches=3, limit_val_batches=2)
+    return L.Trainer(
+        max_epochs=1 if plan.fast else exp.train.epochs,
+        default_root_dir=str(run_dir),
+        logger=CSVLogger(str(run_dir), name="logs", version=""),
+        callbacks=[ModelCheckpoint(dirpath=str(last_checkpoint(run_dir).parent), filename="last",
+                                   save_top_k=1, enable_version_counter=False),
+                   *progress_callbacks(label, plan.progress_bar)],
+        plugins=[SafeCheckpointIO()],
+        enable_progress_bar=plan.progress_bar,
+        enable_model_summary=False, num_sanity_val_steps=0,
+        gradient_clip_val=exp.train.gradient_clip,
+        **trainer_args)
+
+
 def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
         teacher_weights: str | None = None) -> tuple[dict, DistillationModule]:
     """Train one stage in ``run_dir``; returns its metrics (also written to metrics.json) and the
@@ -90,38 +135,20 @@ def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
     seeded(seed)
     data = build_data(exp, seed)
     teacher = build_teacher(exp, data, teacher_weights)
-    module = build_module(exp, data, teacher)
-    resolved = yaml.safe_dump({**exp.model_dump(mode="json", by_alias=True,
-                                                exclude={"variants"}), "seed": seed},
-                              sort_keys=False)
-    config_file = run_dir / "config.yaml"
-    if config_file.exists() and config_file.read_text() != resolved:
-        raise UserError(f"{run_dir} holds a run of a different configuration; run with another "
-                        f"--out, or delete that folder to start it afresh")
+    module = build_module(exp, data, teacher, teacher_weights=teacher_weights)
+    check_run_folder(exp, seed, run_dir)
+    last = last_checkpoint(run_dir)
+    if last.exists():  # an unreadable checkpoint stops the run before anything is written
+        SafeCheckpointIO().load_checkpoint(last)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(resolved)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    trainer_args = dict(accelerator="auto", devices=1, precision="32-true", deterministic=True,
-                        log_every_n_steps=10)
-    trainer_args.update(exp.trainer)
-    if plan.fast:
-        trainer_args.update(limit_train_batches=3, limit_val_batches=2)
-    trainer = L.Trainer(
-        max_epochs=1 if plan.fast else exp.train.epochs,
-        default_root_dir=str(run_dir),
-        logger=CSVLogger(str(run_dir), name="logs", version=""),
-        callbacks=[ModelCheckpoint(dirpath=str(last.parent), save_last=True, save_top_k=0,
-                                   enable_version_counter=False),
-                   *progress_callbacks(label, plan.interactive)],
-        plugins=[SafeCheckpointIO()],
-        enable_progress_bar=bool(plan.interactive),
-        enable_model_summary=False, num_sanity_val_steps=0,
-        gradient_clip_val=exp.train.gradient_clip,
-        **trainer_args)
+    (run_dir / "config.yaml").write_text(resolved_config(exp, seed))
+    trainer = stage_trainer(exp, run_dir, label, plan)
     started = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     history = module.history
-    metrics = {"top1": history[-1], "top1_best": max(history)}
+    # the student's classifier accuracy means something only if an objective trained it on labels
+    trained_on_labels = any(term.objective.uses_labels for term in module.terms)
+    metrics = {"top1": history[-1], "top1_best": max(history)} if trained_on_labels else {}
     for spec in exp.evaluate:
         metrics.update(evaluators.get(spec.name).target(**spec.params())(module, data))
     metrics.update(epochs=len(history), train_seconds=round(time.perf_counter() - started, 2))
@@ -172,6 +199,9 @@ def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan:
     quiet_lightning()
     store = ResultsStore(out / "results.sqlite")
     exp_dir = out / ef.base.name
+    for variant, exp in ef.variants.items():
+        for seed in seeds or exp.seeds:
+            check_run_folder(exp, seed, exp_dir / variant / f"seed{seed}")
     remember_source(ef, exp_dir)
     summaries = []
     for variant, exp in ef.variants.items():
@@ -180,6 +210,12 @@ def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan:
             teacher_weights, _ = ensure_teacher(exp, exp_dir, plan, store, say)
         for seed in seeds or exp.seeds:
             run_dir = exp_dir / variant / f"seed{seed}"
+            if exp.continual:
+                from distill.continual.runner import run_sequence  # imports this module
+                metrics = run_sequence(exp, variant, seed, run_dir, plan, store, say,
+                                       teacher_weights)
+                summaries.append({"variant": variant, "seed": seed, **metrics})
+                continue
             done = run_dir / "metrics.json"
             if done.exists():
                 say(f"{variant} seed {seed}: finished earlier, skipped ({done})")
@@ -219,9 +255,15 @@ def validate_builds(ef: ExperimentFile) -> None:
                     exp.teacher.checkpoint or exp.teacher.train):
                 raise ConfigError("teacher", "a frozen teacher needs `checkpoint:` (a weights file) "
                                              "or `train:` (the teacher stage's recipe)")
+            if not exp.data.labels and needs_teacher_stage(exp):
+                raise ConfigError("teacher.train", "the teacher stage trains on the labels, but "
+                                                   "`data.labels: false` says there are none; give "
+                                                   "`teacher.checkpoint` or drop `teacher.train`")
             seeded(exp.seeds[0])
             data = build_data(exp, exp.seeds[0])
+            from distill.continual.runner import check_continual  # imports this module
+            tasks = check_continual(exp, data)
             teacher = build_teacher(exp, data, None)
-            build_module(exp, data, teacher)
+            build_module(exp, data, teacher, tasks=tasks)
         except UserError as e:
             raise ef.locate(e, variant) from None

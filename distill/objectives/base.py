@@ -33,6 +33,9 @@ class BindContext:
     data: Any = None
     teacher_role: Any = None
     student_net: Any = None
+    teacher_weights: str | None = None  # the teacher's weights file; per-teacher caches go beside it
+    experiment: Any = None  # the resolved Experiment, e.g. to identify the training set
+    tasks: Any = None  # the continual TaskSequence (None outside continual runs)
 
 
 class Objective(nn.Module, Callback):
@@ -54,6 +57,10 @@ class Objective(nn.Module, Callback):
         if self.uses_views and not (ctx.data is not None and ctx.data.has_views):
             raise ConfigError(ctx.key, f"{self.registered_name} compares augmented views; add "
                                        f"`views: {{name: ..., count: 2}}` to `data:`")
+        if self.uses_labels and ctx.experiment is not None and not ctx.experiment.data.labels:
+            raise ConfigError(ctx.key, f"{self.registered_name} uses the labels, but "
+                                       f"`data.labels: false` says training has none; remove this "
+                                       f"objective or the setting")
         for who, out, needs in (("student", ctx.student, self.student_needs),
                                 ("teacher", ctx.teacher, self.teacher_needs)):
             if needs and out is None:
@@ -67,3 +74,13 @@ class Objective(nn.Module, Callback):
 
     def forward(self, step: Step) -> torch.Tensor | dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def predict(self, student: ModelOutput) -> torch.Tensor | None:
+        """Class scores (B x C) that replace the student's logits in evaluation, for objectives
+        that classify otherwise (nearest prototype); None: the logits are the prediction."""
+        return None
+
+    def param_groups(self) -> list[dict]:
+        """Optimiser parameter groups with their own options, e.g. ``{"params": [...], "lr":
+        0.01}``; parameters in no group train with the experiment's optimiser options."""
+        return []

@@ -1,22 +1,39 @@
 """Cross-entropy on the labels: the baseline every comparison needs."""
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
+from distill.errors import ConfigError
 from distill.objectives.base import Objective
 from distill.registry import objectives
 
 
 @objectives.register("ce")
 class CrossEntropy(Objective):
-    """Cross-entropy of the student's logits with the labels, optional label smoothing."""
+    """Cross-entropy of the student's logits with the labels, optional label smoothing.
+
+    ``within_task: true`` takes only the current task's classes of a continual sequence (the
+    multi-head training of task-incremental learning, Li & Hoiem's new-task loss)."""
 
     uses_labels = True
 
-    def __init__(self, label_smoothing: float = 0.0):
+    def __init__(self, label_smoothing: float = 0.0, within_task: bool = False):
         super().__init__()
         self.label_smoothing = label_smoothing
+        self.within_task = within_task
+        self.classes: tuple[tuple[int, ...], ...] = ()
+
+    def bind(self, ctx):
+        super().bind(ctx)
+        if self.within_task:
+            if ctx.tasks is None:
+                raise ConfigError(ctx.key, "within_task: true needs a `continual:` section")
+            self.classes = ctx.tasks.classes
 
     def forward(self, step):
-        return F.cross_entropy(step.student.logits, step.labels,
-                               label_smoothing=self.label_smoothing)
+        logits, labels = step.student.logits, step.labels
+        if self.within_task:
+            own = torch.tensor(self.classes[step.task], device=logits.device)
+            logits, labels = logits[:, own], (labels[:, None] == own).int().argmax(dim=1)
+        return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)

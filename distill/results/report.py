@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from distill.continual.accuracy_matrix import metric_notes
 from distill.errors import UserError
 from distill.results.store import ResultsStore
 from distill.results.table import (MethodTable, render_rich, to_csv, to_json, to_latex,
@@ -15,6 +16,15 @@ RENDER = {"table": render_rich, "md": to_markdown, "csv": to_csv, "json": to_jso
 METRIC_NOTES = {
     "top1": "test accuracy (%) at the final epoch",
     "top1_best": "best test accuracy (%) over epochs (the RepDistiller convention)",
+    "probe_student": "linear-probe test accuracy (%) on the student's standardised frozen features",
+    "probe_teacher": "linear-probe test accuracy (%) on the teacher's standardised frozen features",
+    "probe_raw": "linear-probe test accuracy (%) on the standardised raw input",
+    "knn_student": "k-NN test accuracy (%), cosine similarity, majority vote, on the student's "
+                   "features",
+    "knn_teacher": "k-NN test accuracy (%), cosine similarity, majority vote, on the teacher's "
+                   "features",
+    "knn_raw": "k-NN test accuracy (%), cosine similarity, majority vote, on the raw input",
+    **metric_notes(),  # continual learning: til_/cil_ avg_acc, avg_inc_acc, forgetting, bwt
 }
 
 
@@ -41,8 +51,11 @@ def _variant_order(exp_dir: Path) -> list[str] | None:
 
 
 def comparison(target: Path, fmt: str = "table", metrics: list[str] | None = None,
-               baseline: str | None = None, order: list[str] | None = None):
-    """The rendered table(s): a rich Table for ``table``, text for the other formats."""
+               baseline: str | None = None, order: list[str] | None = None,
+               baseline_if_present: bool = False):
+    """The rendered table(s): a rich Table for ``table``, text for the other formats.
+    ``baseline_if_present``: fall back to the default baseline when ``baseline`` has no results
+    (after a run of some variants only)."""
     store, experiments = _locate(target)
     rendered = []
     for name in experiments:
@@ -50,6 +63,8 @@ def comparison(target: Path, fmt: str = "table", metrics: list[str] | None = Non
         if not rows:
             raise UserError(f"{target}: no results for experiment {name!r}; run it first")
         exp_dir = target if target.name == name else target / name
+        if baseline_if_present and baseline not in {row["variant"] for row in rows}:
+            baseline = None
         table = MethodTable.from_rows(rows, metrics, baseline, order or _variant_order(exp_dir),
                                       notes=METRIC_NOTES)
         rendered.append((name, RENDER[fmt](table)))

@@ -71,7 +71,7 @@ class MethodTable:
         ``metrics``: the columns (default: every metric, sorted); ``order``: the variants shown
         first, in this order (the others follow alphabetically); ``baseline``: the variant the
         differences are taken to (default: the first shown); ``notes``: metric definitions for the
-        caption.
+        caption (those of the metrics shown are kept).
         """
         if not rows:
             raise UserError("no results to compare; run `distill run` first")
@@ -103,7 +103,8 @@ class MethodTable:
                    else f"no variant {baseline!r} in the results{nearest(baseline, variants)}")
             raise UserError(f"baseline: {why}; variants: {', '.join(variants)}")
         baseline = baseline or (variants[0] if variants else None)
-        return cls(metrics, variants, cells, baseline, dict(notes or {}))
+        return cls(metrics, variants, cells, baseline,
+                   {metric: text for metric, text in (notes or {}).items() if metric in metrics})
 
     @property
     def shown(self) -> list[str]:

@@ -1,0 +1,439 @@
+"""Continual learning: the task split, the accuracy matrix and its metrics, the PRD and SupCon
+losses against hand-written formulas, the snapshot teacher, prototype prediction, the manifest, the
+generators' state in checkpoints, and the experiment files."""
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from distill.cli import main
+from distill.config import load_experiment
+from distill.continual.accuracy_matrix import AccuracyMatrix, metric_notes
+from distill.continual.manifest import Manifest
+from distill.continual.runner import check_continual, task_sequence
+from distill.continual.task_data import task_data
+from distill.continual.tasks import TaskSequence
+from distill.engine.build import build_data, build_module, build_teacher
+from distill.engine.rng_state import capture_rng, restore_rng
+from distill.engine.step import Step
+from distill.errors import ConfigError, UserError
+from distill.objectives.prd import prd_loss, relation_scores
+from distill.objectives.supcon import supcon_loss
+from distill.results.report import METRIC_NOTES
+from students.output import ModelOutput
+
+SEQUENCE = """\
+name: seq
+seeds: [0]
+data: {name: mnist1d, batch_size: 32, views: {name: signal, count: 2}}
+student:
+  net: {name: mlp, hidden: [16]}
+teacher: {role: snapshot}
+train: {epochs: 1, optimizer: {name: sgd, lr: 0.01}}
+continual: {tasks: 3, setting: task-incremental}
+objectives:
+  - {name: supcon, temperature: 0.1}
+  - {name: prd}
+variants:
+  prd: {}
+  lwf:
+    data: {views: null}
+    objectives: [{name: ce, within_task: true}, {name: lwf}]
+"""
+
+
+@pytest.fixture
+def sequence_file(tmp_path):
+    path = tmp_path / "seq.yaml"
+    path.write_text(SEQUENCE)
+    return path
+
+
+def module_for(path, variant, task=1):
+    exp = load_experiment(str(path)).variants[variant]
+    base = build_data(exp, 0)
+    tasks = task_sequence(exp, base.num_classes, 0)
+    data = task_data(base, tasks, task, 0)
+    module = build_module(exp, data, build_teacher(exp, data, None), task=task, tasks=tasks)
+    return module, data, tasks
+
+
+# -- the task split -----------------------------------------------------------------------------
+
+def test_classes_are_cut_into_consecutive_groups_in_the_given_order():
+    assert TaskSequence.split(10, 5).classes == ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
+    uneven = TaskSequence.split(10, 3, order=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0])
+    assert uneven.classes == ((9, 8, 7, 6), (5, 4, 3), (2, 1, 0))
+    assert uneven.seen(1) == [9, 8, 7, 6, 5, 4, 3]
+
+
+def test_a_seed_order_is_a_permutation_fixed_by_the_seed():
+    first, again = TaskSequence.split(10, 5, "seed", 3), TaskSequence.split(10, 5, "seed", 3)
+    other = TaskSequence.split(10, 5, "seed", 4)
+    assert first == again and first != other
+    assert sorted(c for group in first.classes for c in group) == list(range(10))
+
+
+def test_more_tasks_than_classes_or_a_wrong_order_is_a_config_error():
+    with pytest.raises(ConfigError) as e:
+        TaskSequence.split(10, 11)
+    assert e.value.key == "continual.tasks" and "11 tasks" in e.value.message
+    with pytest.raises(ConfigError) as e:
+        TaskSequence.split(4, 2, order=[0, 1, 2, 2])
+    assert e.value.key == "continual.order"
+
+
+def test_task_data_holds_only_the_task_classes(sequence_file):
+    exp = load_experiment(str(sequence_file)).variants["prd"]
+    base = build_data(exp, 0)
+    tasks = task_sequence(exp, base.num_classes, 0)
+    data = task_data(base, tasks, 1, 0)
+    assert set(data.train_targets().tolist()) == set(tasks.classes[1])
+    test_labels = {int(data.test_set[k][1]) for k in range(len(data.test_set))}
+    assert test_labels == set(tasks.classes[1])
+    expected = int(torch.isin(base.splits.train_targets, torch.tensor(tasks.classes[1])).sum())
+    assert len(data.train_set) == expected
+
+
+# -- the accuracy matrix ------------------------------------------------------------------------
+
+HAND_R = [[90.0], [95.0, 80.0], [60.0, 75.0, 85.0]]
+
+
+def test_metrics_of_a_hand_matrix():
+    matrix = AccuracyMatrix.of(HAND_R)
+    assert matrix.average_accuracy() == pytest.approx((60 + 75 + 85) / 3)
+    assert matrix.average_incremental_accuracy() == pytest.approx(
+        (90 + (95 + 80) / 2 + (60 + 75 + 85) / 3) / 3)
+    # task 0 peaked at 95 (after task 1), task 1 at 80: drops 35 and 5
+    assert matrix.forgetting() == pytest.approx((35 + 5) / 2)
+    assert matrix.backward_transfer() == pytest.approx(((60 - 90) + (75 - 80)) / 2)
+    assert matrix.metrics("cil") == {
+        "cil_avg_acc": pytest.approx(220 / 3), "cil_avg_inc_acc": pytest.approx(
+            (90 + 87.5 + 220 / 3) / 3),
+        "cil_forgetting": pytest.approx(20.0), "cil_bwt": pytest.approx(-17.5)}
+
+
+def test_one_task_has_no_forgetting_and_a_ragged_matrix_is_refused():
+    assert AccuracyMatrix.of([[70.0]]).metrics("til") == {"til_avg_acc": 70.0,
+                                                          "til_avg_inc_acc": 70.0}
+    with pytest.raises(ValueError):
+        AccuracyMatrix.of([[70.0], [60.0]])
+
+
+def test_every_continual_metric_is_defined_for_the_method_table():
+    for prefix in ("til", "cil"):
+        for name in ("avg_acc", "avg_inc_acc", "forgetting", "bwt"):
+            assert f"{prefix}_{name}" in METRIC_NOTES
+    assert "Chaudhry" in metric_notes()["cil_forgetting"]
+    assert "GEM" in metric_notes()["til_bwt"]
+
+
+# -- the losses against their formulas ----------------------------------------------------------
+
+def reference_prd(old, new, temperature, over):
+    """KL(softmax(old/T) || softmax(new/T)) written out with loops, in float64."""
+    old, new = old.double().tolist(), new.double().tolist()
+    if over == "samples":  # one distribution per prototype over the samples
+        old, new = [list(col) for col in zip(*old)], [list(col) for col in zip(*new)]
+    total = 0.0
+    for o_row, n_row in zip(old, new):
+        o_z = sum(math.exp(v / temperature) for v in o_row)
+        n_z = sum(math.exp(v / temperature) for v in n_row)
+        for o, n in zip(o_row, n_row):
+            p, q = math.exp(o / temperature) / o_z, math.exp(n / temperature) / n_z
+            total += p * math.log(p / q)
+    return total / len(old)
+
+
+@pytest.mark.parametrize("over", ["prototypes", "samples"])
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_prd_loss_equals_its_formula(over, temperature):
+    g = torch.Generator().manual_seed(0)
+    old, new = torch.randn(7, 4, generator=g), torch.randn(7, 4, generator=g)
+    value = prd_loss(old, new, temperature, over)
+    assert value.item() == pytest.approx(reference_prd(old, new, temperature, over), rel=1e-5)
+    assert prd_loss(old, old, temperature, over).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_two_softmax_directions_differ():
+    g = torch.Generator().manual_seed(1)
+    old, new = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g)
+    assert prd_loss(old, new, over="prototypes").item() != pytest.approx(
+        prd_loss(old, new, over="samples").item())
+
+
+def test_relation_scores_are_features_on_unit_prototypes():
+    g = torch.Generator().manual_seed(2)
+    h, p = torch.randn(5, 3, generator=g), torch.randn(4, 3, generator=g)
+    expected = [[sum(a * b for a, b in zip(hi, pc)) / math.sqrt(sum(b * b for b in pc))
+                 for pc in p.tolist()] for hi in h.tolist()]
+    assert torch.allclose(relation_scores(h, p), torch.tensor(expected), atol=1e-5)
+
+
+def reference_supcon(embeddings, labels, temperature):
+    z = [[v / math.sqrt(sum(u * u for u in row)) for v in row] for row in embeddings.tolist()]
+    labels = labels.tolist()
+    losses = []
+    for i, zi in enumerate(z):
+        dots = [sum(a * b for a, b in zip(zi, za)) / temperature for za in z]
+        denominator = sum(math.exp(d) for a, d in enumerate(dots) if a != i)
+        positives = [p for p in range(len(z)) if p != i and labels[p] == labels[i]]
+        if positives:
+            losses.append(-sum(math.log(math.exp(dots[p]) / denominator) for p in positives)
+                          / len(positives))
+    return sum(losses) / len(losses)
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_supcon_loss_equals_its_formula(temperature):
+    g = torch.Generator().manual_seed(3)
+    embeddings = torch.randn(8, 5, generator=g)
+    labels = torch.tensor([0, 1, 0, 2, 1, 0, 3, 2])  # class 3 has no positive: not an anchor
+    value = supcon_loss(embeddings, labels, temperature)
+    assert value.item() == pytest.approx(reference_supcon(embeddings, labels, temperature),
+                                         rel=1e-5)
+
+
+def test_supcon_loss_is_lower_when_views_of_a_class_agree():
+    labels = torch.tensor([0, 0, 1, 1])
+    agree = torch.tensor([[1.0, 0.0], [1.0, 0.01], [0.0, 1.0], [0.01, 1.0]])
+    disagree = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.01], [0.01, 1.0]])
+    assert supcon_loss(agree, labels, 0.1) < supcon_loss(disagree, labels, 0.1)
+
+
+# -- objectives, snapshot teacher and prediction ------------------------------------------------
+
+def test_the_snapshot_holds_the_student_and_prototypes_of_when_it_was_taken(sequence_file):
+    module, _, _ = module_for(sequence_file, "prd")
+    prd = module.objectives[1]
+    module.teacher.take()
+    frozen_net = {k: v.clone() for k, v in module.teacher.network.state_dict().items()}
+    frozen_protos = [head.weight.clone() for head in prd.old_prototypes]
+    assert all(torch.equal(frozen_net[k], v) for k, v in module.student.state_dict().items())
+    with torch.no_grad():
+        for p in list(module.student.parameters()) + list(prd.prototypes.parameters()):
+            p.add_(1.0)
+    assert all(torch.equal(frozen_net[k], v)
+               for k, v in module.teacher.network.state_dict().items())
+    assert all(torch.equal(a, head.weight) for a, head in zip(frozen_protos, prd.old_prototypes))
+    assert not any(p.requires_grad for p in module.teacher.parameters())
+    assert not any(p.requires_grad for p in prd.old_prototypes.parameters())
+
+
+def prd_step(module, data, task):
+    x, y, index, views = next(iter(data.train_dataloader()))
+    batch = (x, y, index, views)
+    module.task = task
+    return module.make_step(batch)
+
+
+def test_prd_terms_follow_the_paper(sequence_file):
+    module, data, tasks = module_for(sequence_file, "prd", task=1)
+    prd = module.objectives[1]
+    module.teacher.take()
+    step = prd_step(module, data, 1)
+    features = torch.cat([v.features for v in step.student_views])
+    labels = step.labels.repeat(2)
+    rows = prd.prototypes[1].weight[[tasks.classes[1].index(int(c)) for c in labels]]
+    expected_p = (1 - F.cosine_similarity(features, rows, dim=1)).mean()
+    old_features = torch.cat([v.features for v in step.teacher_views])
+    expected_r = prd_loss(relation_scores(old_features, prd.old_prototypes[0].weight),
+                          relation_scores(features, prd.prototypes[0].weight))
+    terms = prd(step)
+    assert terms["prototypes"].item() == pytest.approx(2 * expected_p.item(), rel=1e-5)
+    assert terms["relation"].item() == pytest.approx(4 * expected_r.item(), rel=1e-5, abs=1e-7)
+    # the prototype loss reaches the prototypes only, never the features
+    grad = torch.autograd.grad(terms["prototypes"], [features, prd.prototypes[1].weight],
+                               allow_unused=True)
+    assert grad[0] is None and grad[1].abs().sum() > 0
+
+
+def test_prd_has_no_relation_term_during_the_first_task(sequence_file):
+    module, data, _ = module_for(sequence_file, "prd", task=0)
+    terms = module.objectives[1](prd_step(module, data, 0))
+    assert terms["relation"].item() == 0.0
+
+
+def test_prd_predicts_by_the_nearest_normalised_prototype(sequence_file):
+    module, data, tasks = module_for(sequence_file, "prd")
+    prd = module.objectives[1]
+    x = torch.stack([data.test_set[k][0] for k in range(6)])
+    scores = module.predict_logits(x)
+    h = F.normalize(module.student(x).features, dim=1)
+    for c in range(tasks.num_classes):
+        t = next(i for i, group in enumerate(tasks.classes) if c in group)
+        p = F.normalize(prd.prototypes[t].weight[tasks.classes[t].index(c)], dim=0)
+        assert torch.allclose(scores[:, c], h @ p, atol=1e-6)
+
+
+def test_prototypes_train_with_their_own_learning_rate(sequence_file):
+    module, _, _ = module_for(sequence_file, "prd")
+    config = module.configure_optimizers()
+    optimizer = config["optimizer"] if isinstance(config, dict) else config
+    groups = optimizer.param_groups
+    assert len(groups) == 2
+    prototypes = set(map(id, module.objectives[1].prototypes.parameters()))
+    assert {id(p) for p in groups[1]["params"]} == prototypes
+    assert groups[1]["lr"] == 0.01 and groups[1]["momentum"] == 0.0
+    assert groups[1]["weight_decay"] == 0.0
+    assert not prototypes & {id(p) for p in groups[0]["params"]}
+
+
+def test_lwf_distils_each_earlier_task_on_its_own_classes(sequence_file):
+    module, data, tasks = module_for(sequence_file, "lwf", task=2)
+    lwf = module.objectives[1]
+    x, y, index = next(iter(data.train_dataloader()))
+    student = ModelOutput(logits=torch.randn(len(x), 10))
+    teacher = ModelOutput(logits=torch.randn(len(x), 10))
+    step = Step(inputs=x, labels=y, index=index, student=student, teacher=teacher, epoch=0,
+                max_epochs=1, global_step=0, task=2)
+    expected = 0.0
+    for group in tasks.classes[:2]:
+        p = F.softmax(teacher.logits[:, list(group)] / 2, dim=1)
+        log_q = F.log_softmax(student.logits[:, list(group)] / 2, dim=1)
+        expected += (p * (p.log() - log_q)).sum(1).mean().item()
+    assert lwf(step).item() == pytest.approx(expected, rel=1e-5)
+    step.task = 0
+    assert lwf(step).item() == 0.0
+
+
+def test_cross_entropy_within_a_task_sees_only_its_classes(sequence_file):
+    module, data, tasks = module_for(sequence_file, "lwf", task=1)
+    ce = module.objectives[0]
+    x, y, index = next(iter(data.train_dataloader()))
+    logits = torch.randn(len(x), 10)
+    step = Step(inputs=x, labels=y, index=index, student=ModelOutput(logits=logits), teacher=None,
+                epoch=0, max_epochs=1, global_step=0, task=1)
+    own = list(tasks.classes[1])
+    expected = F.cross_entropy(logits[:, own], torch.tensor([own.index(int(c)) for c in y]))
+    assert ce(step).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+def run_cli(args, capsys):
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_more_tasks_than_classes_is_one_line_and_exit_2(tmp_path, sequence_file, capsys):
+    text = sequence_file.read_text().replace("tasks: 3", "tasks: 11")
+    sequence_file.write_text(text)
+    out = tmp_path / "runs"
+    for command in (["validate", str(sequence_file)], ["run", str(sequence_file), "--out",
+                                                       str(out)]):
+        code, _, err = run_cli(command, capsys)
+        assert code == 2
+        assert err.count("\n") == 1
+        line = text.splitlines().index("continual: {tasks: 11, setting: task-incremental}") + 1
+        assert err.startswith(f"{sequence_file}:{line}: continual.tasks: 11 tasks need")
+    assert not out.exists()
+
+
+SEQUENCE_LINE = "continual: {tasks: 3, setting: task-incremental}\n"
+SNAPSHOT_LINE = "teacher: {role: snapshot}\n"
+
+
+@pytest.mark.parametrize("removed, message", [
+    ([SEQUENCE_LINE], "teacher.role: a snapshot teacher is the student at the end of the "
+                      "previous task; it needs a `continual:` section"),
+    ([SEQUENCE_LINE, SNAPSHOT_LINE], "objectives.1: prd learns a sequence of tasks"),
+    ([SNAPSHOT_LINE], "objectives.1: prd distils from the model of the previous task"),
+])
+def test_sequence_parts_are_refused_without_each_other(sequence_file, capsys, removed, message):
+    text = sequence_file.read_text()
+    for line in removed:
+        text = text.replace(line, "")
+    sequence_file.write_text(text)
+    code, _, err = run_cli(["validate", str(sequence_file)], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(str(sequence_file)) and message in err
+
+
+def test_the_split_cifar100_file_validates_on_a_tiny_cifar100(tmp_path, capsys):
+    from dataset_files import write_cifar100
+
+    write_cifar100(tmp_path)
+    code, out, err = run_cli(["validate", "experiments/split_cifar100.yaml", "--set",
+                              f"data.root={tmp_path}"], capsys)
+    assert code == 0, err
+    assert "variants finetune, lwf, prd" in out
+    exp = load_experiment("experiments/split_cifar100.yaml",
+                          [f"data.root={tmp_path}"]).variants["prd"]
+    tasks = check_continual(exp, build_data(exp, 0))
+    assert len(tasks) == 20 and all(len(group) == 5 for group in tasks.classes)
+
+
+@pytest.mark.parametrize("name", ["split_mnist1d", "split_digits"])
+def test_the_embedded_files_validate(name, capsys):
+    code, out, err = run_cli(["validate", f"experiments/{name}.yaml"], capsys)
+    assert code == 0, err
+    ef = load_experiment(f"experiments/{name}.yaml")
+    assert list(ef.variants) == ["finetune", "lwf", "prd"] and ef.base.seeds == [0, 1, 2]
+    assert ef.base.continual.tasks == 5
+
+
+# -- the manifest and the generators' state -----------------------------------------------------
+
+def test_the_manifest_refuses_another_configuration(tmp_path):
+    tasks = TaskSequence.split(10, 5)
+    manifest = Manifest.open(tmp_path, "abc", tasks)
+    manifest.record({"task": 0, "rows": {"cil": [50.0]}})
+    again = Manifest.open(tmp_path, "abc", tasks)
+    assert again.done(0) and not again.done(1)
+    with pytest.raises(UserError, match="different configuration"):
+        Manifest.open(tmp_path, "xyz", tasks)
+    with pytest.raises(UserError, match="different configuration"):
+        Manifest.open(tmp_path, "abc", TaskSequence.split(10, 2))
+    (tmp_path / "manifest.json").write_text('{"config": "abc", "tas')
+    with pytest.raises(UserError, match="cannot be read"):
+        Manifest.open(tmp_path, "abc", tasks)
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]  # no temporary file left
+
+
+def test_generator_state_survives_a_weights_only_checkpoint():
+    state = capture_rng()
+    buffer = io.BytesIO()
+    torch.save({"rng_state": state}, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)["rng_state"]
+    draws = (random.random(), float(np.random.rand()), torch.rand(3))
+    restore_rng(loaded)
+    again = (random.random(), float(np.random.rand()), torch.rand(3))
+    assert draws[:2] == again[:2] and torch.equal(draws[2], again[2])
+
+
+def test_the_heatmap_is_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    from distill.continual.heatmap import save_heatmap
+
+    matrices = {"til": AccuracyMatrix.of(HAND_R), "cil": AccuracyMatrix.of(HAND_R)}
+    save_heatmap(matrices, tmp_path / "r.png", "hand")
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.dumps(sorted(p.name for p in tmp_path.iterdir())) == '["r.png"]'
+
+
+def test_cross_entropy_within_a_task_needs_a_sequence(tmp_path, capsys):
+    path = tmp_path / "plain.yaml"
+    path.write_text("name: plain\ndata: {name: digits}\nstudent: {net: {name: mlp}}\n"
+                    "objectives:\n  - {name: ce, within_task: true}\n")
+    code, _, err = run_cli(["validate", str(path)], capsys)
+    assert code == 2
+    assert err == f"{path}:5: objectives.0: within_task: true needs a `continual:` section\n"
+
+
+def test_without_matplotlib_the_heatmap_is_skipped_with_a_message(monkeypatch):
+    from distill.continual.heatmap import matplotlib_missing
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    assert "pip install 'distill-workbench[plots]'" in matplotlib_missing()

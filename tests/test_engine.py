@@ -1,0 +1,173 @@
+"""The shared training loop: teacher handling, weighting, logging, skipping and re-running."""
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import lightning as L
+import pytest
+import torch
+
+from distill.cli import main
+from distill.config import load_experiment
+from distill.engine.build import build_data, build_module, build_teacher
+from distill.engine.module import Term
+from distill.engine.progress import EpochLine
+from distill.errors import UserError
+from distill.objectives.base import Objective
+
+TINY = """\
+name: tiny
+seeds: [0]
+data: {name: digits, batch_size: 64}
+teacher:
+  role: frozen
+  net: {name: small_cnn, width: 8}
+  train: {epochs: 2, optimizer: {name: adamw, lr: 0.01}}
+student:
+  net: {name: mlp, hidden: [32]}
+train: {epochs: 2, optimizer: {name: sgd, lr: 0.05}}
+objectives:
+  - {name: ce}
+  - {name: kd, temperature: 4}
+variants:
+  ce-only: {objectives: [{name: ce}]}
+  kd: {}
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    f = tmp_path / "tiny.yaml"
+    f.write_text(TINY)
+    return f
+
+
+def trainer(**kw):
+    return L.Trainer(max_epochs=kw.pop("max_epochs", 1), logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False,
+                     num_sanity_val_steps=0, **kw)
+
+
+def built(tiny, variant="kd", teacher_weights=None):
+    exp = load_experiment(str(tiny)).variants[variant]
+    data = build_data(exp, 0)
+    teacher = build_teacher(exp, data, teacher_weights)
+    return build_module(exp, data, teacher), data
+
+
+def test_a_frozen_teacher_stays_in_eval_mode_gets_no_gradient_and_is_not_optimised(tiny):
+    module, data = built(tiny)
+    before = {k: v.clone() for k, v in module.teacher.network.state_dict().items()}
+    modes = []
+    module.teacher.network.register_forward_hook(lambda m, a, o: modes.append(m.training))
+    optimizer = module.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    optimised = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    trainer().fit(module, datamodule=data)
+    assert modes and not any(modes)
+    assert all(not p.requires_grad for p in module.teacher.parameters())
+    after = module.teacher.network.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "BatchNorm statistics moved"
+    assert not optimised & {id(p) for p in module.teacher.parameters()}
+    assert {id(p) for p in module.student.parameters()} <= optimised
+
+
+def test_the_teacher_is_not_run_when_no_objective_needs_it(tiny):
+    module, data = built(tiny, "ce-only")
+    calls = []
+    module.teacher.network.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
+    trainer(max_epochs=2).fit(module, datamodule=data)
+    assert calls == []
+
+
+def test_a_frozen_teacher_on_unaugmented_data_runs_once_per_sample(tiny):
+    module, data = built(tiny, "kd")
+    seen = []
+    module.teacher.network.register_forward_hook(lambda m, a, o: seen.append(a[0].shape[0]))
+    trainer(max_epochs=3).fit(module, datamodule=data)
+    assert sum(seen) == len(data.train_set)
+    x, _, index = next(iter(data.train_dataloader()))
+    with torch.no_grad():
+        direct = module.teacher(x).logits
+    assert torch.allclose(module.teacher_cache(index).logits, direct, atol=1e-5)
+
+
+class Explodes(Objective):
+    registered_name = "explodes"
+
+    def forward(self, step):
+        return {"fine": torch.tensor(1.0), "boom": torch.tensor(float("nan"))}
+
+
+def test_a_non_finite_term_stops_the_run_naming_the_term(tiny):
+    module, data = built(tiny, "ce-only")
+    module.terms.append(Term("explodes", Explodes(), 1.0))
+    with pytest.raises(UserError, match="'explodes/boom' became non-finite"):
+        trainer().fit(module, datamodule=data)
+
+
+def test_term_weight_warms_up_linearly():
+    term = Term("kd", Explodes(), weight=3.5, warmup_epochs=20)
+    assert term.weight_at(0) == pytest.approx(3.5 / 20)
+    assert term.weight_at(9) == pytest.approx(3.5 * 10 / 20)
+    assert term.weight_at(19) == term.weight_at(100) == 3.5
+    assert Term("ce", Explodes(), 2.0).weight_at(0) == 2.0
+
+
+def test_every_term_and_the_total_are_logged(tiny, tmp_path):
+    module, data = built(tiny, "kd")
+    t = trainer(max_epochs=1)
+    t.fit(module, datamodule=data)
+    logged = set(t.callback_metrics)
+    assert {"train/ce", "train/kd", "train/loss", "val/acc"} <= logged
+    total = t.callback_metrics["train/loss"]
+    assert total == pytest.approx(float(t.callback_metrics["train/ce"]
+                                        + t.callback_metrics["train/kd"]), rel=1e-4)
+
+
+def test_plain_output_prints_one_line_per_epoch(tiny, capsys):
+    module, data = built(tiny, "ce-only")
+    trainer(max_epochs=2, callbacks=[EpochLine("ce s0")]).fit(module, datamodule=data)
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("[ce s0]")]
+    assert len(lines) == 2 and "epoch 2/2" in lines[1] and "val/acc" in lines[1]
+
+
+def test_run_records_skips_finished_runs_and_compare_prints_the_table(tiny, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main(["run", str(tiny), "--out", str(out)]) == 0
+    first = capsys.readouterr().out
+    assert "teacher: training" in first and "kd seed 0: training" in first
+    for variant in ("ce-only", "kd"):
+        m = json.loads((out / "tiny" / variant / "seed0" / "metrics.json").read_text())
+        assert len(m["history"]) == 2 and m["top1"] == m["history"][-1]
+        assert (out / "tiny" / variant / "seed0" / "checkpoints" / "last.ckpt").exists()
+    rows = sqlite3.connect(out / "results.sqlite").execute(
+        "select variant, metric from results").fetchall()
+    assert {("teacher", "top1"), ("ce-only", "top1"), ("kd", "top1_best")} <= set(rows)
+    mtime = (out / "tiny" / "kd" / "seed0" / "metrics.json").stat().st_mtime_ns
+
+    assert main(["run", str(tiny), "--out", str(out)]) == 0
+    again = capsys.readouterr().out
+    assert "teacher: reusing" in again and "finished earlier, skipped" in again
+    assert (out / "tiny" / "kd" / "seed0" / "metrics.json").stat().st_mtime_ns == mtime
+
+    assert main(["compare", str(out / "tiny"), "--format", "csv"]) == 0
+    csv = capsys.readouterr().out
+    assert csv.splitlines()[0].startswith("variant,role,top1_mean")
+    assert [line.split(",")[0] for line in csv.splitlines()[1:]] == ["teacher", "ce-only", "kd"]
+
+
+def test_a_changed_file_is_refused_in_the_old_run_folder(tiny, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main(["run", str(tiny), "--out", str(out), "--variant", "ce-only"]) == 0
+    capsys.readouterr()
+    tiny.write_text(TINY.replace("hidden: [32]", "hidden: [48]"))
+    assert main(["run", str(tiny), "--out", str(out), "--variant", "ce-only"]) == 2
+    assert "different configuration" in capsys.readouterr().err
+
+
+def test_fast_mode_writes_beside_the_real_results(tiny, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main(["run", str(tiny), "--out", str(out), "--fast", "--seeds", "0"]) == 0
+    assert (out / "_fast" / "results.sqlite").exists() and not (out / "results.sqlite").exists()
