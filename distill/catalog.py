@@ -6,6 +6,7 @@ def load_all() -> None:
     import distill.data  # noqa: F401
     import distill.data.views  # noqa: F401
     import distill.engine.optim  # noqa: F401
+    import distill.evaluation  # noqa: F401
     import distill.objectives.all_objectives  # noqa: F401
     import students  # noqa: F401
     import teachers  # noqa: F401

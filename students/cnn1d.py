@@ -15,12 +15,15 @@ class ChannelsLast(nn.Module):
 
 
 class CNN1D(nn.Module):
-    def __init__(self, num_classes: int, length: int, channels: int, width: int):
+    def __init__(self, num_classes: int, length: int, channels: int, width: int,
+                 batch_norm: bool = False):
         super().__init__()
         layers, c = [], channels
         for stride, kernel in ((2, 5), (2, 3), (2, 3)):
-            layers += [nn.Conv1d(c, width, kernel, stride=stride, padding=kernel // 2),
-                       nn.ReLU(inplace=True)]
+            layers.append(nn.Conv1d(c, width, kernel, stride=stride, padding=kernel // 2))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(width))
+            layers.append(nn.ReLU(inplace=True))
             c = width
         self.convs = nn.Sequential(*layers)
         self.stage = ChannelsLast()
@@ -36,8 +39,10 @@ class CNN1D(nn.Module):
 
 
 @networks.register("cnn1d")
-def cnn1d(num_classes: int, input_shape: tuple, width: int = 64) -> Tapped:
-    """1-d CNN: three strided convolutions (kernel 5, 3, 3) -> Linear; tokens are the positions."""
+def cnn1d(num_classes: int, input_shape: tuple, width: int = 64,
+          batch_norm: bool = False) -> Tapped:
+    """1-d CNN: three strided convolutions (kernel 5, 3, 3; optionally each followed by BatchNorm)
+    -> Linear; tokens are the positions."""
     channels, length = (1, input_shape[0]) if len(input_shape) == 1 else input_shape
-    return Tapped(CNN1D(num_classes, length, channels, width),
+    return Tapped(CNN1D(num_classes, length, channels, width, batch_norm),
                   {"features": "fc:input", "tokens": "stage"})

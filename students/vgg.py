@@ -14,6 +14,7 @@ from students.taps import Tapped
 
 CONFIGS = {
     "vgg8": ((64,), (128,), (256,), (512,), (512,)),
+    "vgg11": ((64,), (128,), (256, 256), (512, 512), (512, 512)),
     "vgg13": ((64, 64), (128, 128), (256, 256), (512, 512), (512, 512)),
 }
 
@@ -63,6 +64,12 @@ def cifar_vgg(name: str, num_classes: int, input_shape: tuple) -> Tapped:
 def vgg8(num_classes: int, input_shape: tuple) -> Tapped:
     """CIFAR VGG-8 with BN (RepDistiller's vgg8_bn): one conv per block, features 512-d."""
     return cifar_vgg("vgg8", num_classes, input_shape)
+
+
+@networks.register("vgg11")
+def vgg11(num_classes: int, input_shape: tuple) -> Tapped:
+    """CIFAR VGG-11 with BN (configuration A; RepDistiller's vgg11_bn), features 512-d."""
+    return cifar_vgg("vgg11", num_classes, input_shape)
 
 
 @networks.register("vgg13")

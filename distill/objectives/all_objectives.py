@@ -1,2 +1,2 @@
 """Imports every objective module so each registers its name."""
-from distill.objectives import ce, kd, lwf, nd, prd, supcon, trg  # noqa: F401
+from distill.objectives import ce, dino, kd, lwf, nd, prd, supcon, trg  # noqa: F401
