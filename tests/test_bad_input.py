@@ -9,25 +9,10 @@ import torch
 
 from distill.cli import main
 from students import build_network
+from experiment_text import digits_pair
 
-GOOD = """\
-name: bad-input
-seeds: [0]
-data: {name: digits, batch_size: 64}
-teacher:
-  role: frozen
-  net: {name: small_cnn, width: 8}
-  train: {epochs: 1}
-student:
-  net: {name: mlp, hidden: [32]}
-train: {epochs: 1}
-objectives:
-  - {name: ce}
-  - {name: kd, temperature: 4}
-variants:
-  ce-only: {objectives: [{name: ce}]}
-  kd: {}
-"""
+GOOD = digits_pair("bad-input", "  - {name: ce}\n  - {name: kd, temperature: 4}\n",
+                   tail="variants:\n  ce-only: {objectives: [{name: ce}]}\n  kd: {}\n")
 
 
 def run_cli(args, capsys) -> tuple[int, str]:

@@ -17,25 +17,12 @@ from distill.engine.build import build_data, build_module, build_teacher
 from distill.objectives.class_means import ClassMeans
 from distill.registry import datasets
 from students import build_network
+from experiment_text import digits_pair
 
-EXPERIMENT = """\
-name: cm
-seeds: [0, 1]
-data: {name: digits, batch_size: 64}
-teacher:
-  role: frozen
-  net: {name: small_cnn, width: 8}
-  train: {epochs: 1}
-student:
-  net: {name: mlp, hidden: [32]}
-train: {epochs: 1}
-objectives:
-  - {name: ce}
-  - {name: nd, weight: 2}
-variants:
-  nd: {}
-  kd+nd: {objectives: [{name: ce}, {name: kd}, {name: nd, weight: 2}]}
-"""
+EXPERIMENT = digits_pair(
+    "cm", "  - {name: ce}\n  - {name: nd, weight: 2}\n", seeds="[0, 1]",
+    tail="variants:\n  nd: {}\n"
+         "  kd+nd: {objectives: [{name: ce}, {name: kd}, {name: nd, weight: 2}]}\n")
 
 
 def teacher_net():

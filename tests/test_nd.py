@@ -13,6 +13,7 @@ from distill.config import load_experiment
 from distill.engine.build import build_data, build_module, build_teacher
 from distill.objectives.nd import nd_loss
 from dataset_files import write_cifar100
+from experiment_text import digits_pair
 
 
 def reference_nd(fs, ft, means, labels):
@@ -75,22 +76,7 @@ def test_nd_gradient_reaches_the_student_only():
 
 # --- the objective inside an experiment ----------------------------------------------------------
 
-EXPERIMENT = """\
-name: nd-test
-seeds: [0]
-data: {name: digits, batch_size: 64}
-teacher:
-  role: frozen
-  net: {name: small_cnn, width: 8}
-  train: {epochs: 1}
-student:
-  net: {name: mlp, hidden: [32]}
-train: {epochs: 1}
-objectives:
-  - {name: ce}
-  - {name: kd}
-  - {name: nd, weight: 2}
-"""
+EXPERIMENT = digits_pair("nd-test", "  - {name: ce}\n  - {name: kd}\n  - {name: nd, weight: 2}\n")
 
 
 def build(tmp_path, text):

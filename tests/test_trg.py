@@ -13,6 +13,7 @@ from distill.objectives.base import BindContext
 from distill.objectives.trg import (TokenRelationGraph, context_loss, edge_loss,
                                     match_token_count, node_loss, node_temperature, pick_tokens)
 from students import build_network
+from experiment_text import digits_pair
 
 
 def rows(x):
@@ -216,19 +217,7 @@ def test_the_terms_read_the_projected_student_tokens_at_the_teacher_positions():
 
 # --- bad input ------------------------------------------------------------------------------------
 
-NO_TOKENS = """\
-name: trg-bad
-data: {name: digits, batch_size: 64}
-teacher:
-  role: frozen
-  net: {name: small_cnn, width: 8}
-  train: {epochs: 1}
-student:
-  net: {name: mlp, hidden: [32]}
-objectives:
-  - {name: ce}
-  - {name: trg, k: 4}
-"""
+NO_TOKENS = digits_pair("trg-bad", "  - {name: ce}\n  - {name: trg, k: 4}\n")
 
 
 def one_line_error(tmp_path, capsys, text):
@@ -242,7 +231,7 @@ def one_line_error(tmp_path, capsys, text):
 
 def test_trg_with_a_student_without_tokens_is_one_line(tmp_path, capsys):
     f, err = one_line_error(tmp_path, capsys, NO_TOKENS)
-    assert err.startswith(f"{f}:11: objectives.1: trg relates tokens"), err
+    assert err.startswith(f"{f}:13: objectives.1: trg relates tokens"), err
     assert "student's network gives none" in err and "taps" in err
 
 
@@ -250,7 +239,7 @@ def test_trg_with_a_teacher_without_tokens_is_one_line(tmp_path, capsys):
     text = NO_TOKENS.replace("{name: small_cnn, width: 8}", "{name: mlp, hidden: [16]}")
     text = text.replace("{name: mlp, hidden: [32]}", "{name: small_cnn, width: 8}")
     f, err = one_line_error(tmp_path, capsys, text)
-    assert err.startswith(f"{f}:11: objectives.1: trg relates tokens"), err
+    assert err.startswith(f"{f}:13: objectives.1: trg relates tokens"), err
     assert "teacher's network gives none" in err
 
 
@@ -260,4 +249,4 @@ def test_trg_with_a_teacher_without_tokens_is_one_line(tmp_path, capsys):
 def test_trg_parameters_out_of_range_are_one_line(tmp_path, capsys, param, line_text):
     text = NO_TOKENS.replace("{name: mlp, hidden: [32]}", "{name: small_cnn, width: 4}")
     f, err = one_line_error(tmp_path, capsys, text.replace("k: 4", param))
-    assert err.startswith(f"{f}:11: objectives.1.{line_text}: "), err
+    assert err.startswith(f"{f}:13: objectives.1.{line_text}: "), err
