@@ -59,7 +59,8 @@ class Registry:
         def decorate(target):
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
-            text = description or next(iter((inspect.getdoc(target) or "").splitlines()), "")
+            paragraph = (inspect.getdoc(target) or "").split("\n\n")[0]
+            text = description or " ".join(paragraph.split())
             self._entries[name] = Entry(name, target, text, _params_model(name, target, self.skip))
             target.registered_name = name
             return target

@@ -235,8 +235,8 @@ def test_csv_parses_back():
             expected_std = std(variant, metric) if len(values) > 1 else None
             assert (float(record[f"{metric}_std"]) if record[f"{metric}_std"] else None) == (
                 pytest.approx(expected_std) if expected_std is not None else None)
-    assert by_variant["crd"]["top1_best"] == "True"
-    assert by_variant["teacher"]["top1_best"] == "False"
+    assert by_variant["crd"]["top1_is_best"] == "True"
+    assert by_variant["teacher"]["top1_is_best"] == "False"
     assert float(by_variant["crd"]["top1_delta"]) == pytest.approx(
         mean("crd", "top1") - mean("kd", "top1"))
     assert by_variant["kd"]["top1_delta"] == ""

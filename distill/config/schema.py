@@ -144,6 +144,9 @@ def describe(err: dict, model: type[BaseModel] | None = None) -> str:
         return f"unknown key{hint}{valid}"
     if err["type"] == "missing":
         return "required key is missing"
+    given = err.get("input")
+    if isinstance(given, (str, int, float, bool)) and err["type"] != "value_error":
+        return f"{given!r} is not accepted here: {err['msg'][0].lower()}{err['msg'][1:]}"
     return err["msg"]
 
 

@@ -175,7 +175,7 @@ class DistillationModule(L.LightningModule):
         self.val_acc.update(self.predict_logits(x), y)
 
     def on_validation_epoch_end(self):
-        acc = self.val_acc.compute().item() * 100
+        acc = round(self.val_acc.compute().item() * 100, 4)  # no float32 noise in tables
         self.val_acc.reset()
         self.log("val/acc", acc, prog_bar=True)
         if not self.trainer.sanity_checking:

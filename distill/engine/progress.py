@@ -21,9 +21,9 @@ class EpochLine(Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         m = trainer.callback_metrics
         parts = [f"[{self.label}] epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
-        for key in ("train/loss", "val/acc"):
+        for key, fmt in (("train/loss", ".4f"), ("val/acc", ".2f")):
             if key in m:
-                parts.append(f"{key} {float(m[key]):.4g}")
+                parts.append(f"{key} {float(m[key]):{fmt}}")
         parts.append(f"({time.perf_counter() - self.started:.1f} s)")
         print("  ".join(parts), file=self.stream, flush=True)
 

@@ -176,8 +176,8 @@ def ensure_teacher(exp: Experiment, exp_dir: Path, plan: RunPlan, store: Results
         return str(weights), label
     base_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(identity, indent=2, sort_keys=True))
-    say(f"teacher: training {teacher_net_spec(exp).name} for "
-        f"{exp.teacher.train.epochs} epochs -> {weights}")
+    epochs = "1 epoch of 3 batches (--fast)" if plan.fast else f"{exp.teacher.train.epochs} epochs"
+    say(f"teacher: training {teacher_net_spec(exp).name} for {epochs} -> {weights}")
     metrics, module = fit(teacher_stage(exp), exp.teacher.seed, base_dir, label, plan)
     atomic_save({"state_dict": module.student.net.state_dict(),
                  "net": teacher_net_spec(exp).model_dump(), "metrics": metrics}, weights)
@@ -204,10 +204,14 @@ def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan:
             check_run_folder(exp, seed, exp_dir / variant / f"seed{seed}")
     remember_source(ef, exp_dir)
     summaries = []
+    teachers: dict[str, str] = {}  # teacher identity -> weights file, one stage per identity
     for variant, exp in ef.variants.items():
         teacher_weights = None
         if needs_teacher_stage(exp):
-            teacher_weights, _ = ensure_teacher(exp, exp_dir, plan, store, say)
+            key = fingerprint(teacher_identity(exp))
+            if key not in teachers:
+                teachers[key], _ = ensure_teacher(exp, exp_dir, plan, store, say)
+            teacher_weights = teachers[key]
         for seed in seeds or exp.seeds:
             run_dir = exp_dir / variant / f"seed{seed}"
             if exp.continual:

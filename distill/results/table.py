@@ -280,12 +280,14 @@ def to_json(table: MethodTable) -> str:
 
 
 def to_csv(table: MethodTable) -> str:
-    """One line per row: ``variant, role``, then ``<metric>_mean, _std, _n, _best, _delta`` per
+    """One line per row: ``variant, role``, then ``<metric>_mean, _std, _n, _is_best, _delta`` per
     metric, full precision (empty when missing)."""
     fields = ("mean", "std", "n", "best", "delta")
+    column = {"best": "is_best"}  # so that e.g. top1's flag is not read as the metric top1_best
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["variant", "role"] + [f"{m}_{f}" for m in table.metrics for f in fields])
+    writer.writerow(["variant", "role"] + [f"{m}_{column.get(f, f)}" for m in table.metrics
+                                           for f in fields])
     for record in records(table):
         values = [record[metric][f] for metric in table.metrics for f in fields]
         writer.writerow([record["variant"], record["role"]] + ["" if v is None else v
