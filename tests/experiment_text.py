@@ -2,6 +2,10 @@
 epoch each, with the objectives (and any further lines) a test needs."""
 from __future__ import annotations
 
+import torch
+
+from distill.engine.build import build_data, build_module, build_teacher
+
 
 def digits_pair(name: str, objectives: str, seeds: str = "[0]", tail: str = "") -> str:
     """``objectives``: the YAML list items (``"  - {name: ce}\\n"`` ...); ``tail``: lines after it."""
@@ -18,3 +22,11 @@ student:
 train: {{epochs: 1}}
 objectives:
 {objectives}{tail}"""
+
+
+def build_variant(experiment, variant: str):
+    """The module and data of one variant of a loaded experiment file, at seed 0."""
+    exp = experiment.variants[variant]
+    torch.manual_seed(0)
+    data = build_data(exp, 0)
+    return build_module(exp, data, build_teacher(exp, data, None)), data

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from distill.config import load_experiment
-from distill.engine.build import build_data, build_module, build_teacher, interpolate_init
+from distill.engine.build import interpolate_init
 from distill.engine.step import Step
 from distill.objectives.dino import dino_loss
 from distill.objectives.dino_head import DinoHead
 from students.output import ModelOutput
+from experiment_text import build_variant
 
 RANDOM_TEACHER = """\
 name: rt
@@ -102,12 +103,6 @@ def experiment(tmp_path):
     return load_experiment(str(f))
 
 
-def build(experiment, variant):
-    exp = experiment.variants[variant]
-    torch.manual_seed(0)
-    data = build_data(exp, 0)
-    teacher = build_teacher(exp, data, None)
-    return build_module(exp, data, teacher), data
 
 
 def max_gap(a: torch.nn.Module, b: torch.nn.Module) -> float:
@@ -115,15 +110,15 @@ def max_gap(a: torch.nn.Module, b: torch.nn.Module) -> float:
 
 
 def test_alpha_1e_10_starts_the_student_and_its_head_within_1e_6_of_the_teacher(experiment):
-    module, _ = build(experiment, "local")
+    module, _ = build_variant(experiment, "local")
     dino = module.objectives[0]
     assert max_gap(module.student, module.teacher.network) < 1e-6
     assert max_gap(dino.head, dino.teacher_head) < 1e-6
 
 
 def test_alpha_1_is_the_students_own_independent_initialisation(experiment):
-    independent, _ = build(experiment, "independent")
-    plain, _ = build(experiment, "plain")
+    independent, _ = build_variant(experiment, "independent")
+    plain, _ = build_variant(experiment, "plain")
     for a, b in zip(independent.state_dict().values(), plain.state_dict().values()):
         assert torch.equal(a, b)
     assert max_gap(independent.student, independent.teacher.network) > 0.1
@@ -132,7 +127,7 @@ def test_alpha_1_is_the_students_own_independent_initialisation(experiment):
 
 
 def test_a_random_teachers_head_is_frozen_and_never_optimised(experiment):
-    module, _ = build(experiment, "local")
+    module, _ = build_variant(experiment, "local")
     dino = module.objectives[0]
     optimizer = module.configure_optimizers()
     optimised = {id(p) for g in optimizer.param_groups for p in g["params"]}
@@ -152,7 +147,7 @@ def step_with(student, teacher, student_views=None, teacher_views=None, epoch=0)
 
 
 def test_without_views_both_heads_read_the_same_input(experiment):
-    module, _ = build(experiment, "local")
+    module, _ = build_variant(experiment, "local")
     dino = module.objectives[0]
     fs, ft = torch.randn(4, 16), torch.randn(4, 16)
     loss = dino(step_with(outputs(fs), outputs(ft)))
@@ -161,7 +156,7 @@ def test_without_views_both_heads_read_the_same_input(experiment):
 
 
 def test_with_views_the_teacher_sees_global_views_and_pairs_skip_the_same_view(experiment):
-    module, _ = build(experiment, "views")
+    module, _ = build_variant(experiment, "views")
     dino = module.objectives[0]
     assert dino.uses_views and module.uses_views
     s = [torch.randn(4, 16) for _ in range(3)]
@@ -174,7 +169,7 @@ def test_with_views_the_teacher_sees_global_views_and_pairs_skip_the_same_view(e
 
 
 def test_centering_uses_the_center_then_moves_it_toward_the_teacher_batch_mean(experiment):
-    module, _ = build(experiment, "centred")
+    module, _ = build_variant(experiment, "centred")
     dino = module.objectives[0]
     dino.center.copy_(torch.randn(64))
     before = dino.center.clone()

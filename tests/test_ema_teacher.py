@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from distill.config import load_experiment
-from distill.engine.build import build_data, build_module, build_teacher
 from distill.errors import ConfigError
 from students.mlp import mlp
 from teachers.ema import EMATeacher, ema_update
+from experiment_text import build_variant
 
 DINO = """\
 name: dino
@@ -68,11 +68,6 @@ def experiment(tmp_path):
     return load_experiment(str(f))
 
 
-def build(experiment, variant):
-    exp = experiment.variants[variant]
-    torch.manual_seed(0)
-    data = build_data(exp, 0)
-    return build_module(exp, data, build_teacher(exp, data, None)), data
 
 
 def states_equal(a: nn.Module, b: nn.Module) -> bool:
@@ -80,7 +75,7 @@ def states_equal(a: nn.Module, b: nn.Module) -> bool:
 
 
 def test_the_teacher_and_its_head_start_as_copies_of_the_student(experiment):
-    module, _ = build(experiment, "dino")
+    module, _ = build_variant(experiment, "dino")
     dino = module.objectives[0]
     assert states_equal(module.teacher.network, module.student)
     assert states_equal(dino.teacher_head, dino.head)
@@ -89,7 +84,7 @@ def test_the_teacher_and_its_head_start_as_copies_of_the_student(experiment):
 
 
 def test_after_a_student_step_teacher_and_head_move_by_the_formula(experiment):
-    module, _ = build(experiment, "dino")
+    module, _ = build_variant(experiment, "dino")
     dino = module.objectives[0]
     followers = [*module.teacher.network.parameters(), *dino.teacher_head.parameters()]
     students = [*module.student.parameters(), *dino.head.parameters()]
@@ -105,7 +100,7 @@ def test_after_a_student_step_teacher_and_head_move_by_the_formula(experiment):
 
 @pytest.mark.parametrize("variant", ["same-view", "dino"])
 def test_training_moves_the_teacher_with_the_student_and_never_caches_it(experiment, variant):
-    module, data = build(experiment, variant)
+    module, data = build_variant(experiment, variant)
     seen = []
     module.teacher.network.register_forward_hook(lambda m, a, o: seen.append(m.training))
     before = {k: v.clone() for k, v in module.teacher.network.state_dict().items()}

@@ -145,12 +145,13 @@ class DistillationModule(L.LightningModule):
             weight = term.weight_at(step.epoch)
             for name, value in parts.items():
                 label = f"{term.label}/{name}" if name else term.label
-                if not torch.isfinite(value).all():
-                    raise UserError(f"loss term {label!r} became non-finite ({value.item()}) at "
-                                    f"epoch {step.epoch}, step {step.global_step}; lower the "
-                                    f"learning rate or this term's weight")
                 logs[f"train/{label}"] = value.detach()
                 total = total + weight * value
+        if not torch.isfinite(total):  # one check (one device sync) per step, not one per term
+            label, value = next((k, v) for k, v in logs.items() if not torch.isfinite(v))
+            raise UserError(f"loss term {label[len('train/'):]!r} became non-finite "
+                            f"({value.item()}) at epoch {step.epoch}, step {step.global_step}; "
+                            f"lower the learning rate or this term's weight")
         logs["train/loss"] = total.detach()
         batch_size = step.labels.shape[0]
         self.log_dict(logs, on_step=False, on_epoch=True, batch_size=batch_size)
