@@ -107,12 +107,35 @@ def test_a_non_finite_term_stops_the_run_naming_the_term(tiny):
         trainer().fit(module, datamodule=data)
 
 
-def test_term_weight_warms_up_linearly():
+def test_term_weight_warms_up_linearly_from_zero_at_the_first_epoch():
+    # the ND authors' ramp: min(1, epoch / N), epochs counted from 0
     term = Term("kd", Explodes(), weight=3.5, warmup_epochs=20)
-    assert term.weight_at(0) == pytest.approx(3.5 / 20)
-    assert term.weight_at(9) == pytest.approx(3.5 * 10 / 20)
-    assert term.weight_at(19) == term.weight_at(100) == 3.5
+    assert term.weight_at(0) == 0.0
+    assert term.weight_at(10) == pytest.approx(3.5 * 10 / 20)
+    assert term.weight_at(19) == pytest.approx(3.5 * 19 / 20)
+    assert term.weight_at(20) == term.weight_at(100) == 3.5
     assert Term("ce", Explodes(), 2.0).weight_at(0) == 2.0
+
+
+def test_the_files_weight_and_warmup_reach_the_sum(tiny, tmp_path):
+    f = tmp_path / "warm.yaml"
+    f.write_text(tiny.read_text().replace("{name: kd, temperature: 4}",
+                                          "{name: kd, temperature: 4, weight: 3.0, warmup_epochs: 4}"))
+    module, _ = built(f, "kd")
+    kd = next(t for t in module.terms if t.label == "kd")
+    assert [kd.weight_at(e) for e in (0, 2, 4)] == [0.0, 1.5, 3.0]
+
+
+def test_only_the_outputs_an_objective_reads_are_computed(tiny):
+    module, data = built(tiny, "ce-only")
+    calls = []
+    module.student.register_forward_hook(lambda *_: calls.append("student"))
+    x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    step = module.make_step((x, y, torch.arange(4)))
+    assert calls == [] and not step.computed("student")
+    assert step.student.logits.shape == (4, 10) and calls == ["student"]
+    step.student  # read again: no second forward pass
+    assert calls == ["student"] and step.teacher is None  # ce-only: no objective reads the teacher
 
 
 def test_every_term_and_the_total_are_logged(tiny, tmp_path):

@@ -69,9 +69,11 @@ def test_above_the_teacher_norm_it_is_a_cosine_loss():
 
 def test_nd_gradient_reaches_the_student_only():
     fs, ft, means, labels = random_case(0.5, 2.0)
-    fs.requires_grad_(True)
-    nd_loss(fs, ft, means, labels).backward()
+    for t in (fs, ft, means):
+        t.requires_grad_(True)
+    nd_loss(fs, ft * 1.0, means * 1.0, labels).backward()
     assert fs.grad.abs().sum() > 0
+    assert ft.grad is None and means.grad is None  # teacher norm and class-means are targets
 
 
 # --- the objective inside an experiment ----------------------------------------------------------

@@ -23,7 +23,8 @@ from teachers.role import TeacherRole
 
 @dataclass
 class Term:
-    """An objective in the sum: ``weight * min(1, (epoch + 1) / warmup_epochs) * loss``."""
+    """An objective in the sum: ``weight * min(1, epoch / warmup_epochs) * loss``, epochs counted
+    from 0, so the first epoch's weight is 0 (the ND authors' ramp, as in mdistiller's DKD)."""
 
     label: str
     objective: Objective
@@ -33,7 +34,7 @@ class Term:
     def weight_at(self, epoch: int) -> float:
         if self.warmup_epochs <= 0:
             return self.weight
-        return self.weight * min(1.0, (epoch + 1) / self.warmup_epochs)
+        return self.weight * min(1.0, epoch / self.warmup_epochs)
 
 
 def split_views(out: ModelOutput, count: int) -> list[ModelOutput]:
@@ -123,17 +124,19 @@ class DistillationModule(L.LightningModule):
         return self.teacher(x)
 
     def make_step(self, batch) -> Step:
+        """The step record; each forward pass runs when an objective first reads its output."""
         x, y, index = batch[:3]
-        step = Step(inputs=x, labels=y, index=index, student=self.student(x),
-                    teacher=self.teacher_output(x, index), epoch=self.current_epoch,
-                    max_epochs=self.epochs, global_step=self.global_step, task=self.task)
+        compute = {"student": lambda: self.student(x),
+                   "teacher": lambda: self.teacher_output(x, index)}
         if self.uses_views:
             views = batch[3].transpose(0, 1).flatten(0, 1)  # view-major: n*B x ...
             count = batch[3].shape[1]
-            step.student_views = split_views(self.student(views), count)
+            compute["student_views"] = lambda: split_views(self.student(views), count)
             if self.teacher is not None and self.teacher_fields:
-                step.teacher_views = split_views(self.teacher(views), count)
-        return step
+                compute["teacher_views"] = lambda: split_views(self.teacher(views), count)
+        return Step(inputs=x, labels=y, index=index, epoch=self.current_epoch,
+                    max_epochs=self.epochs, global_step=self.global_step, task=self.task,
+                    compute=compute)
 
     def training_step(self, batch, batch_idx):
         step = self.make_step(batch)
@@ -153,7 +156,7 @@ class DistillationModule(L.LightningModule):
                             f"({value.item()}) at epoch {step.epoch}, step {step.global_step}; "
                             f"lower the learning rate or this term's weight")
         logs["train/loss"] = total.detach()
-        batch_size = step.labels.shape[0]
+        batch_size = len(step.labels)
         self.log_dict(logs, on_step=False, on_epoch=True, batch_size=batch_size)
         return total
 

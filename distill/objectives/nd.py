@@ -26,9 +26,11 @@ from distill.registry import objectives
 def nd_loss(student_features: torch.Tensor, teacher_features: torch.Tensor,
             class_means: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Batch mean of ``1 - <f_s, e_y> / max(|f_s|, |f_t|)``; ``class_means`` is C x D (not yet
-    normalised), the features B x D in the teacher's width."""
-    e = F.normalize(class_means[labels], dim=1)
-    largest_norm = torch.maximum(student_features.norm(dim=1), teacher_features.norm(dim=1))
+    normalised), the features B x D in the teacher's width. The teacher's norm and the
+    class-means are targets: no gradient flows into them."""
+    e = F.normalize(class_means[labels].detach(), dim=1)
+    largest_norm = torch.maximum(student_features.norm(dim=1),
+                                 teacher_features.detach().norm(dim=1))
     return (1 - (student_features * e).sum(dim=1) / largest_norm).mean()
 
 
