@@ -194,3 +194,32 @@ def test_fast_mode_writes_beside_the_real_results(tiny, tmp_path, capsys):
     out = tmp_path / "runs"
     assert main(["run", str(tiny), "--out", str(out), "--fast", "--seeds", "0"]) == 0
     assert (out / "_fast" / "results.sqlite").exists() and not (out / "results.sqlite").exists()
+
+
+def tensor_bytes(obj) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+def test_a_checkpoint_holds_each_tensor_once(tmp_path):
+    from distill.engine.runner import RunPlan, fit, last_checkpoint
+    from experiment_text import digits_pair
+
+    f = tmp_path / "nd.yaml"
+    f.write_text(digits_pair("once", "  - {name: ce}\n  - {name: nd}\n"))
+    exp = load_experiment(str(f)).variants["default"]
+    _, module = fit(exp, 0, tmp_path / "run", "nd", RunPlan(fast=True, interactive=False))
+    ckpt = torch.load(last_checkpoint(tmp_path / "run"), weights_only=True)
+    assert not any(key.startswith("objective:") for key in ckpt.get("callbacks", {}))
+    model = tensor_bytes(module.state_dict())
+    assert tensor_bytes(ckpt["state_dict"]) == model
+    # everything else: optimiser state (momentum buffers), the generators' state and
+    # ModelCheckpoint's own scalar
+    assert tensor_bytes(ckpt["callbacks"]) <= 16
+    assert tensor_bytes(ckpt) - model == tensor_bytes(ckpt["optimizer_states"]) + \
+        tensor_bytes(ckpt["rng_state"]) + tensor_bytes(ckpt["callbacks"])

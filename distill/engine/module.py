@@ -14,7 +14,7 @@ from distill.engine.rng_state import capture_rng, restore_rng
 from distill.engine.step import Step
 from distill.engine.teacher_cache import TeacherCache
 from distill.errors import UserError
-from distill.objectives.base import Objective
+from distill.objectives.base import Objective, ObjectiveHooks
 from distill.registry import optimizers, schedules
 from students.output import ModelOutput
 from students.taps import Tapped
@@ -70,7 +70,7 @@ class DistillationModule(L.LightningModule):
 
     # -- Lightning plumbing -------------------------------------------------------------------
     def configure_callbacks(self):
-        return list(self.objectives)
+        return [ObjectiveHooks(o) for o in self.objectives]
 
     def configure_optimizers(self):
         own_groups = [group for o in self.objectives for group in o.param_groups()]

@@ -6,7 +6,9 @@ the teacher is not run at all when no objective needs it. ``bind`` runs once aft
 exist, with one dry forward pass of each, to create size-dependent parameters (adapters,
 projections) and to reject networks that cannot serve the objective. Its parameters are optimised
 with the student; its buffers are saved in checkpoints; Lightning callback hooks give it a
-lifecycle (class-means before fit, snapshots at task end, ...).
+lifecycle (class-means before fit, snapshots at task end, ...). Lightning holds each objective
+through :class:`ObjectiveHooks`, which passes every hook on but keeps no state of its own: the
+objective's tensors are module state, saved once with the model.
 """
 from __future__ import annotations
 
@@ -84,3 +86,30 @@ class Objective(nn.Module, Callback):
         """Optimiser parameter groups with their own options, e.g. ``{"params": [...], "lr":
         0.01}``; parameters in no group train with the experiment's optimiser options."""
         return []
+
+
+class ObjectiveHooks(Callback):
+    """The Lightning callback of one objective: every hook is the objective's own, but not its
+    state. The objective is a submodule of the LightningModule, so its parameters and buffers are
+    already in the checkpoint's ``state_dict``; as a callback of its own, Lightning would save
+    them a second time under ``callbacks``."""
+
+    def __init__(self, objective: Objective):
+        self.objective = objective
+
+    @property
+    def state_key(self) -> str:
+        return self.objective.state_key
+
+
+def _passed_on(name: str):
+    def hook(self, *args, **kwargs):
+        return getattr(self.objective, name)(*args, **kwargs)
+    hook.__name__ = name
+    return hook
+
+
+for _name, _member in vars(Callback).items():
+    if callable(_member) and not _name.startswith("_") and _name not in ("state_dict",
+                                                                          "load_state_dict"):
+        setattr(ObjectiveHooks, _name, _passed_on(_name))
