@@ -6,7 +6,7 @@ from __future__ import annotations
 from distill.registry import networks
 from students import cifar_resnet, cnn1d, mlp, mobilenetv2, small_cnn  # noqa: F401  (registration)
 from students import torchvision_nets, vgg, vit, wrn  # noqa: F401  (registration)
-from students.output import ModelOutput
+from distill.contracts import ModelOutput
 from students.taps import Tapped
 
 

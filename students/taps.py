@@ -14,7 +14,7 @@ from torch import nn
 
 from distill.errors import UserError
 from distill.registry import nearest
-from students.output import ModelOutput
+from distill.contracts import ModelOutput
 
 
 _SPEC = re.compile(r"(?P<path>[^:\[\]]*)(?::(?P<side>[^\[]*))?(?:\[(?P<skip>\d+):\])?")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from students.output import ModelOutput
+from distill.contracts import ModelOutput
 from students.taps import Tapped
 
 

@@ -23,12 +23,11 @@ from distill.continual.task_data import task_data
 from distill.continual.tasks import TaskSequence
 from distill.engine.build import build_data, build_module, build_teacher
 from distill.engine.rng_state import capture_rng, restore_rng
-from distill.engine.step import Step
+from distill.contracts import ModelOutput, Step
 from distill.errors import ConfigError, UserError
 from distill.objectives.prd import prd_loss, relation_scores
 from distill.objectives.supcon import supcon_loss
 from distill.results.report import METRIC_NOTES
-from students.output import ModelOutput
 
 SEQUENCE = """\
 name: seq

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from distill.config import load_experiment
-from distill.engine.build import interpolate_init
-from distill.engine.step import Step
+from students.interpolate import interpolate_init
+from distill.contracts import Step
 from distill.objectives.dino import dino_loss
 from distill.objectives.dino_head import DinoHead
-from students.output import ModelOutput
+from distill.contracts import ModelOutput
 from experiment_text import build_variant
 
 RANDOM_TEACHER = """\

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from distill.cli import main
-from distill.engine.step import Step
-from distill.objectives.base import BindContext
+from distill.contracts import BindContext, Step
 from distill.objectives.trg import (TokenRelationGraph, context_loss, edge_loss,
                                     match_token_count, node_loss, node_temperature, pick_tokens)
 from students import build_network

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 
 import lightning as L
 import torch
@@ -14,10 +13,10 @@ from distill.config.schema import Experiment, NetSpec
 from distill.data.base import DataModule, Splits
 from distill.engine.module import DistillationModule, Term
 from distill.errors import ConfigError, UserError
-from distill.objectives.base import BindContext
+from distill.contracts import BindContext, ModelOutput
 from distill.registry import augmentations, datasets, objectives, teachers
 from students import build_network
-from students.output import ModelOutput
+from students.interpolate import interpolate_init
 from students.taps import Tapped
 from teachers.checkpoint import load_weights
 from teachers.role import TeacherRole
@@ -70,24 +69,6 @@ def build_teacher(exp: Experiment, data: DataModule, weights: str | None) -> Tea
     if path:
         load_weights(net, path, "teacher.checkpoint" if exp.teacher.checkpoint else "teacher.train")
     return teachers.get(exp.teacher.name).target(network=net, **exp.teacher.params())
-
-
-def interpolate_init(student: torch.nn.Module, teacher: torch.nn.Module, alpha: float) -> None:
-    """Sarnthein et al. 2023: theta_S = ((1 - a) theta_T + a theta_rand) / sqrt(a^2 + (1 - a)^2),
-    theta_rand the student's own fresh initialisation, for every parameter; buffers (BatchNorm
-    statistics) are copied from the teacher. Any pair of like modules (networks, heads)."""
-    scale = math.sqrt(alpha ** 2 + (1 - alpha) ** 2)
-    s_state, t_state = student.state_dict(), teacher.state_dict()
-    if s_state.keys() != t_state.keys() or any(s_state[k].shape != t_state[k].shape for k in s_state):
-        raise ConfigError("student.init", "init from: teacher needs the same network for student "
-                                          "and teacher")
-    params = dict(student.named_parameters())
-    with torch.no_grad():
-        for k, v in s_state.items():
-            if k in params:
-                v.copy_(((1 - alpha) * t_state[k] + alpha * v) / scale)
-            else:
-                v.copy_(t_state[k])
 
 
 def _probe(net: torch.nn.Module, x: torch.Tensor) -> ModelOutput:

@@ -11,12 +11,12 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from distill.engine.rng_state import capture_rng, restore_rng
-from distill.engine.step import Step
+from distill.contracts import Step
 from distill.engine.teacher_cache import TeacherCache
 from distill.errors import UserError
 from distill.objectives.base import Objective, ObjectiveHooks
 from distill.registry import optimizers, schedules
-from students.output import ModelOutput
+from distill.contracts import ModelOutput
 from students.taps import Tapped
 from teachers.role import TeacherRole
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from students.output import ModelOutput
+from distill.contracts import ModelOutput
 
 
 class TeacherCache:

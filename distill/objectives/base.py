@@ -12,32 +12,14 @@ objective's tensors are module state, saved once with the model.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from distill.engine.step import Step
+from distill.contracts import BindContext, ModelOutput, Step
 from distill.errors import ConfigError
-from students.output import ModelOutput
-
-
-@dataclass
-class BindContext:
-    """What an objective may look at when it binds: dry-run outputs and the data."""
-
-    student: ModelOutput
-    teacher: ModelOutput | None
-    num_classes: int
-    key: str  # the objective's key path in the experiment file, for errors
-    data: Any = None
-    teacher_role: Any = None
-    student_net: Any = None
-    teacher_weights: str | None = None  # the teacher's weights file; per-teacher caches go beside it
-    experiment: Any = None  # the resolved Experiment, e.g. to identify the training set
-    tasks: Any = None  # the continual TaskSequence (None outside continual runs)
 
 
 class Objective(nn.Module, Callback):

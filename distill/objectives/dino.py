@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from distill.engine.build import interpolate_init
+from students.interpolate import interpolate_init
 from distill.errors import ConfigError
 from distill.objectives.base import Objective
 from distill.objectives.dino_head import DinoHead

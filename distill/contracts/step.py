@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import torch
 
-from students.output import ModelOutput
+from distill.contracts.model_output import ModelOutput
 
 LAZY = ("student", "teacher", "student_views", "teacher_views")
 

@@ -1,0 +1,1 @@
+"""distill: a knowledge-distillation workbench (engine, experiment files, objectives, results)."""
