@@ -34,7 +34,7 @@ name: seq
 seeds: [0]
 data: {name: mnist1d, batch_size: 32, views: {name: signal, count: 2}}
 student:
-  net: {name: mlp, hidden: [16]}
+  net: {name: cnn1d, width: 8, batch_norm: true}    # BatchNorm: the snapshot's mode matters
 teacher: {role: snapshot}
 train: {epochs: 1, optimizer: {name: sgd, lr: 0.01}}
 continual: {tasks: 3, setting: task-incremental}
@@ -178,7 +178,7 @@ def test_relation_scores_are_features_on_unit_prototypes():
     assert torch.allclose(relation_scores(h, p), torch.tensor(expected), atol=1e-5)
 
 
-def reference_supcon(embeddings, labels, temperature):
+def reference_supcon(embeddings, labels, temperature, base_temperature=0.07):
     z = [[v / math.sqrt(sum(u * u for u in row)) for v in row] for row in embeddings.tolist()]
     labels = labels.tolist()
     losses = []
@@ -189,7 +189,7 @@ def reference_supcon(embeddings, labels, temperature):
         if positives:
             losses.append(-sum(math.log(math.exp(dots[p]) / denominator) for p in positives)
                           / len(positives))
-    return sum(losses) / len(losses)
+    return temperature / base_temperature * sum(losses) / len(losses)
 
 
 @pytest.mark.parametrize("temperature", [0.1, 0.5])
@@ -200,6 +200,48 @@ def test_supcon_loss_equals_its_formula(temperature):
     value = supcon_loss(embeddings, labels, temperature)
     assert value.item() == pytest.approx(reference_supcon(embeddings, labels, temperature),
                                          rel=1e-5)
+
+
+def test_supcon_loss_carries_supcontrast_scale_temperature_over_base_temperature():
+    # two classes, two views each, views of a class equal, classes orthogonal: every anchor has
+    # one positive at similarity 1 and two negatives at 0, so Eq. 2 at tau = 1 is log(1 + 2/e)
+    z = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    eq2 = math.log(1 + 2 / math.e)
+    assert supcon_loss(z, labels, 1.0).item() == pytest.approx(eq2 / 0.07, rel=1e-6)
+    assert supcon_loss(z, labels, 1.0, base_temperature=1.0).item() == pytest.approx(eq2,
+                                                                                     rel=1e-6)
+    # at tau = 0.5: log(1 + 2 e^-2), times 0.5 / 0.07 (SupContrast's and PRD's loss)
+    assert supcon_loss(z, labels, 0.5).item() == pytest.approx(
+        math.log1p(2 * math.exp(-2)) * 0.5 / 0.07, rel=1e-5)
+
+
+def test_the_supcon_objective_reads_base_temperature_and_projection_layers(tmp_path):
+    path = tmp_path / "seq.yaml"
+    path.write_text(SEQUENCE.replace(
+        "{name: supcon, temperature: 0.1}",
+        "{name: supcon, temperature: 0.1, base_temperature: 0.1, projection_layers: 3, "
+        "hidden_dim: 24, projection_dim: 16}"))
+    module, data, _ = module_for(path, "prd", task=0)
+    supcon = module.objectives[0]
+    linears = [m for m in supcon.projection if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(8 * 5, 24), (24, 24), (24, 16)]
+    assert sum(isinstance(m, torch.nn.ReLU) for m in supcon.projection) == 2
+    step = prd_step(module, data, 0)
+    z = supcon.projection(torch.cat([v.features for v in step.student_views]))
+    labels = step.labels.repeat(2)
+    value = supcon(step).item()
+    assert value == pytest.approx(supcon_loss(z, labels, 0.1, 0.1).item(), rel=1e-6)
+    assert value != pytest.approx(supcon_loss(z, labels, 0.1).item(), rel=1e-3)
+    default, _, _ = module_for(SEQUENCE_PATH(tmp_path), "prd", task=0)
+    assert [type(m) for m in default.objectives[0].projection] == [
+        torch.nn.Linear, torch.nn.ReLU, torch.nn.Linear]
+
+
+def SEQUENCE_PATH(folder):
+    path = folder / "default.yaml"
+    path.write_text(SEQUENCE)
+    return path
 
 
 def test_supcon_loss_is_lower_when_views_of_a_class_agree():
@@ -239,6 +281,12 @@ def test_prd_terms_follow_the_paper(sequence_file):
     module, data, tasks = module_for(sequence_file, "prd", task=1)
     prd = module.objectives[1]
     module.teacher.take()
+    # right after the snapshot (identical weights, BatchNorm on the batch's statistics in both,
+    # as in the authors' code) the old and new relations are the same: exactly 0
+    assert prd(prd_step(module, data, 1))["relation"].item() == 0.0
+    with torch.no_grad():  # then the student moves away from its snapshot
+        for p in module.student.parameters():
+            p.add_(0.05 * torch.randn_like(p))
     step = prd_step(module, data, 1)
     features = torch.cat([v.features for v in step.student_views])
     labels = step.labels.repeat(2)
@@ -249,11 +297,83 @@ def test_prd_terms_follow_the_paper(sequence_file):
                           relation_scores(features, prd.prototypes[0].weight))
     terms = prd(step)
     assert terms["prototypes"].item() == pytest.approx(2 * expected_p.item(), rel=1e-5)
-    assert terms["relation"].item() == pytest.approx(4 * expected_r.item(), rel=1e-5, abs=1e-7)
+    assert expected_r.item() > 1e-4
+    assert terms["relation"].item() == pytest.approx(4 * expected_r.item(), rel=1e-5)
     # the prototype loss reaches the prototypes only, never the features
     grad = torch.autograd.grad(terms["prototypes"], [features, prd.prototypes[1].weight],
                                allow_unused=True)
     assert grad[0] is None and grad[1].abs().sum() > 0
+
+
+def with_snapshot_option(path, option):
+    path.write_text(path.read_text().replace(SNAPSHOT_LINE, f"teacher: {{role: snapshot{option}}}\n"))
+    return path
+
+
+@pytest.mark.parametrize("option, batch_stats", [("", True), (", batch_stats: true", True),
+                                                 (", batch_stats: false", False)])
+def test_only_the_eval_mode_snapshot_gives_a_relation_right_after_it_is_taken(
+        sequence_file, option, batch_stats):
+    module, data, _ = module_for(with_snapshot_option(sequence_file, option), "prd", task=1)
+    assert module.teacher.batch_stats is batch_stats  # read from the file
+    module.teacher.take()
+    relation = module.objectives[1](prd_step(module, data, 1))["relation"].item()
+    if batch_stats:  # the authors' old model: same weights, same batch statistics
+        assert relation == 0.0
+    else:  # running statistics vs the batch's: PRD distils the gap between them
+        assert relation > 1e-3
+    assert module.teacher.static is not batch_stats  # batch-dependent outputs are not cached
+
+
+def test_the_snapshot_running_statistics_stay_as_taken_while_the_student_trains(sequence_file):
+    module, data, _ = module_for(sequence_file, "prd", task=1)
+    network = module.teacher.network
+    module.teacher.on_task_start(1)
+    taken = {k: v.clone() for k, v in network.state_dict().items()}
+    x = torch.stack([data.test_set[k][0] for k in range(16)])
+    module.eval()
+    eval_before = module.teacher(x).features
+    module.train()
+    optimizer = module.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    student_before = {k: v.clone() for k, v in module.student.state_dict().items()}
+    for k, batch in zip(range(3), data.train_dataloader()):
+        optimizer.zero_grad()
+        module.training_step(batch, k).backward()
+        optimizer.step()
+    assert any("running_mean" in k and not torch.equal(v, student_before[k])
+               for k, v in module.student.state_dict().items())  # the student's did move
+    assert network.state_dict().keys() == taken.keys()
+    assert all(torch.equal(v, taken[k]) for k, v in network.state_dict().items())
+    bn = [m for m in network.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert bn and all(not m.training and m.track_running_stats for m in bn)
+    assert not any(p.grad is not None for p in network.parameters())
+    module.eval()  # evaluation passes use the running statistics, unchanged by the training
+    assert torch.equal(module.teacher(x).features, eval_before)
+    module.train()
+    assert not torch.allclose(module.teacher(x).features, eval_before, atol=1e-3)
+
+
+def test_the_snapshot_option_leaves_the_checkpoint_keys_alone(sequence_file, tmp_path):
+    default, _, _ = module_for(sequence_file, "prd", task=1)
+    other = tmp_path / "eval_mode.yaml"
+    other.write_text(sequence_file.read_text())
+    eval_mode, _, _ = module_for(with_snapshot_option(other, ", batch_stats: false"), "prd",
+                                 task=1)
+    assert list(default.state_dict()) == list(eval_mode.state_dict())
+
+
+def test_the_snapshot_is_taken_when_a_task_after_the_first_starts(sequence_file):
+    module, _, _ = module_for(sequence_file, "prd", task=1)
+    with torch.no_grad():
+        for p in module.student.parameters():
+            p.add_(1.0)
+    module.teacher.on_task_start(0)
+    student = module.student.state_dict()
+    assert not any(torch.equal(v, student[k]) for k, v in
+                   module.teacher.network.state_dict().items() if k.endswith("weight"))
+    module.teacher.on_task_start(1)
+    assert all(torch.equal(v, student[k]) for k, v in module.teacher.network.state_dict().items())
 
 
 def test_prd_has_no_relation_term_during_the_first_task(sequence_file):
