@@ -3,19 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
+import warnings
 from pathlib import Path
 
-from distill.errors import UserError
+from distill.errors import UserError, one_line, shorten
 
 FORMATS = ("table", "md", "csv", "json", "latex")
+MAX_SEED = 2 ** 32 - 1
 
 
 def _seeds(text: str) -> list[int]:
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds takes integers separated by commas, got {text!r}")
+        raise argparse.ArgumentTypeError(f"--seeds takes integers separated by commas, got "
+                                         f"{shorten(text)}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds takes at least one integer, e.g. 0,1")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise argparse.ArgumentTypeError(f"seed {shorten(str(bad[0]))[1:-1]} is out of range; "
+                                         f"seeds are 0 to {MAX_SEED}")
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"a seed is listed twice in {shorten(text)}")
+    return seeds
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (``distill: message; see `distill run --help```),
+    exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, one_line(f"distill: {message}; see `{self.prog} --help`") + "\n")
 
 
 def _load(args):
@@ -57,6 +78,12 @@ def cmd_resume(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    target = Path(args.dir)
+    if not target.exists():
+        raise UserError("no such folder; give the output root (runs) or runs/<name>",
+                        file=args.dir)
+    if not target.is_dir():
+        raise UserError("is a file; give the output root (runs) or runs/<name>", file=args.dir)
     _print_table(Path(args.dir), args.format, args.metric, baseline=args.baseline)
     return 0
 
@@ -100,7 +127,7 @@ def _say(text: str) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="distill", description="Knowledge-distillation workbench.")
+    p = OneLineParser(prog="distill", description="Knowledge-distillation workbench.")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train the teacher stage, every variant x seed, print the table")
@@ -137,17 +164,58 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR,
+                  errno.EEXIST, errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.ENAMETOOLONG,
+                  errno.ELOOP, errno.EFBIG}
+
+
+def _os_error_line(e: OSError, args) -> str | None:
+    """One line for an OSError on a path the user gave (or under it), or None for anything else."""
+    if e.errno not in USER_OS_ERRORS:
+        return None
+    path = e.filename or getattr(args, "out", None) or getattr(args, "dir", None)
+    reason = e.strerror or type(e).__name__
+    return one_line(f"{shorten(str(path), 200)[1:-1]}: {reason.lower()}; check the path "
+                    f"and its permissions" if path else f"{reason.lower()}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
     try:
-        return args.func(args)
-    except UserError as e:
-        print(str(e), file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to continue where it stopped",
-              file=sys.stderr)
-        return 130
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # usage errors (one line, see OneLineParser) and --help
+        return e.code if isinstance(e.code, int) else 2
+    # library warnings are held back while the command runs: a refusal prints its one line only,
+    # anything else shows them at the end
+    with warnings.catch_warnings(record=True) as held:
+        code, line = None, None
+        try:
+            code = args.func(args)
+        except UserError as e:
+            held.clear()
+            code, line = 2, str(e)
+        except KeyboardInterrupt:
+            code, line = 130, "interrupted; run the same command again to continue where it stopped"
+        except OSError as e:
+            line = _os_error_line(e, args)
+            if line is None:
+                _show(held)
+                raise
+            held.clear()
+            code = 2
+    _show(held)
+    if line is not None:
+        print(line, file=sys.stderr)
+    return code
+
+
+def _show(held) -> None:
+    seen = set()
+    for w in held:
+        text = warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line)
+        if text not in seen:
+            seen.add(text)
+            sys.stderr.write(text)
+    held.clear()
 
 
 if __name__ == "__main__":

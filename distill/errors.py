@@ -1,6 +1,29 @@
 """User-facing errors: one line naming the file, the line, the key and what to do; exit status 2."""
 from __future__ import annotations
 
+import re
+
+ECHO_LIMIT = 60  # characters of a user value echoed in a message
+_LONG_TOKEN = 200  # a run of characters without spaces longer than this is shortened anyway
+
+
+def shorten(value, limit: int = ECHO_LIMIT) -> str:
+    """``repr(value)`` on one line, cut to ``limit`` characters with an ellipsis, for echoing a
+    user value (a name, a path, a YAML value) in a message."""
+    text = value if isinstance(value, str) else str(value)
+    text = repr(text[:limit * 4])[1:-1] if not text.isprintable() else text[:limit * 4]
+    if len(text) > limit or len(value if isinstance(value, str) else str(value)) > limit * 4:
+        text = text[:limit - 1] + "…"
+    return f"'{text}'" if isinstance(value, str) else text
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: line breaks and control characters escaped, any run of
+    non-space characters longer than 200 cut to 60 with an ellipsis (an echoed huge value)."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return re.sub(r"\S{%d,}" % (_LONG_TOKEN + 1), lambda m: m.group(0)[:ECHO_LIMIT - 1] + "…",
+                  text)
+
 
 class UserError(Exception):
     """A mistake in what the user asked for (file, key, name, path), never a bug in the workbench.
@@ -26,8 +49,11 @@ class UserError(Exception):
         where = ""
         if self.file:
             where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
-        key = f"{self.key}: " if self.key else ""
-        return f"{where}{key}{self.message}"
+        key = ""
+        if self.key:
+            key = ".".join(part if len(part) <= ECHO_LIMIT else part[:ECHO_LIMIT - 1] + "…"
+                           for part in str(self.key).split(".")) + ": "
+        return one_line(f"{where}{key}{self.message}")
 
 
 class ConfigError(UserError):

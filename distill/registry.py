@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, create_model
 
-from distill.errors import ConfigError
+from distill.errors import ConfigError, shorten
 
 
 @dataclass(frozen=True)
@@ -26,20 +27,60 @@ class Entry:
 
 def nearest(word: str, options) -> str:
     """' (did you mean X?)' for the closest option, or '' when nothing is close."""
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    word = str(word)
+    if len(word) > 200:  # a huge value is nobody's typo; difflib would take long
+        return ""
+    close = difflib.get_close_matches(word, [str(o) for o in options], n=1, cutoff=0.5)
+    return f" (did you mean {shorten(close[0])}?)" if close else ""
+
+
+# Parameters that only make sense above zero (a temperature divides, a learning rate of 0 trains
+# nothing, a layer of width 0 has no units) or at zero and above, by name, for every registered
+# entry (each number of a list too); an entry may declare tighter bounds itself with
+# ``Annotated[float, Field(...)]``.
+POSITIVE = re.compile(r"^(lr|temperature|k|hidden|width|widen|depth|heads|dim|bottleneck|steps|num_samples)$"
+                      r"|(^|_)(temp|tau)(_(max|min))?$|_(dim|size|mult|ratio|per_image)$")
+NON_NEGATIVE = re.compile(r"^(weight_decay|momentum|min_lr|label_smoothing|dropout)$")
+
+
+def _numbers(v) -> list:
+    items = v if isinstance(v, (list, tuple)) else [v]
+    return [x for x in items if isinstance(x, (int, float)) and not isinstance(x, bool)]
+
+
+def _bounded(name: str, annotation: Any) -> Any:
+    """``annotation`` with the bound its parameter name implies (see POSITIVE, NON_NEGATIVE)."""
+    if POSITIVE.search(name):
+        def check(v):
+            for x in _numbers(v):
+                if x <= 0:
+                    raise ValueError(f"{name} must be greater than 0, got {x}")
+            return v
+    elif NON_NEGATIVE.search(name):
+        def check(v):
+            for x in _numbers(v):
+                if x < 0:
+                    raise ValueError(f"{name} must be 0 or more, got {x}")
+            return v
+    else:
+        return annotation
+    return Annotated[annotation, AfterValidator(check)]
 
 
 def _params_model(name: str, target: Callable[..., Any], skip: frozenset[str]) -> type[BaseModel]:
     fn = target.__init__ if inspect.isclass(target) else target
+    try:
+        signature = inspect.signature(fn, eval_str=True)
+    except Exception:  # an annotation that only resolves later: pydantic resolves the string
+        signature = inspect.signature(fn)
     fields: dict[str, Any] = {}
-    for p in list(inspect.signature(fn).parameters.values()):
+    for p in list(signature.parameters.values()):
         if p.name in skip or p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         annotation = Any if p.annotation is inspect.Parameter.empty else p.annotation
         default = ... if p.default is inspect.Parameter.empty else p.default
-        fields[p.name] = (annotation, default)
-    config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+        fields[p.name] = (_bounded(p.name, annotation), default)
+    config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
     return create_model(f"{name}_params", __config__=config, **fields)
 
 
@@ -69,7 +110,7 @@ class Registry:
 
     def get(self, name: str, key: str = "name") -> Entry:
         if name not in self._entries:
-            raise ConfigError(key, f"unknown {self.kind} {name!r}{nearest(name, self._entries)}; "
+            raise ConfigError(key, f"unknown {self.kind} {shorten(name)}{nearest(name, self._entries)}; "
                                    f"`distill list` shows the {self.kind}s")
         return self._entries[name]
 

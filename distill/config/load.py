@@ -3,6 +3,8 @@ variants (each variant is the base file deep-merged with its overrides; lists ar
 from __future__ import annotations
 
 import copy
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,8 +12,8 @@ import yaml
 from pydantic import ValidationError
 
 from distill.config.schema import Experiment, check_named_parts, describe
-from distill.config.yaml_lines import LinedYAML, load_yaml
-from distill.errors import UserError
+from distill.config.yaml_lines import LinedYAML, load_yaml, parse_value
+from distill.errors import UserError, shorten
 from distill.registry import nearest
 
 DEFAULT_VARIANT = "default"
@@ -30,27 +32,79 @@ def apply_set(data: dict, assignment: str) -> tuple:
     """Apply one ``key.path=value`` (value parsed as YAML) to ``data``; returns the key path."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key:
-        raise UserError(f"--set {assignment!r}: write it as key.path=value")
+        raise UserError(f"--set {shorten(assignment)}: write it as key.path=value")
     path = tuple(int(p) if p.isdigit() else p for p in key.split("."))
+    if any(p == "" for p in path):
+        raise UserError(f"--set {shorten(key)}: a key path is names joined by dots, e.g. "
+                        f"train.optimizer.lr")
     node = data
     for i, part in enumerate(path[:-1]):
         if isinstance(node, list) and isinstance(part, int) and part < len(node):
             node = node[part]
             continue
         if not isinstance(node, dict):
-            raise UserError(f"--set {key}: {'.'.join(map(str, path[:i]))} is not a mapping")
+            raise UserError(f"--set {shorten(key)}: {shorten('.'.join(map(str, path[:i])))} is not "
+                            f"a mapping")
         node = node.setdefault(part, {})
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        value = raw
+    value = _set_value(raw, assignment)
     if isinstance(node, list) and isinstance(path[-1], int) and path[-1] < len(node):
         node[path[-1]] = value
     elif isinstance(node, dict):
         node[path[-1]] = value
     else:
-        raise UserError(f"--set {key}: cannot set an item there")
+        raise UserError(f"--set {shorten(key)}: cannot set an item there")
     return path
+
+
+def _set_value(raw: str, assignment: str):
+    """A ``--set`` value read as YAML with the file's bounds; text that is not YAML stays text."""
+    if not raw.strip():
+        return None
+    try:
+        return parse_value(raw, "--set " + assignment)
+    except UserError as e:
+        if e.message.startswith("not valid YAML:") and "nested" not in e.message:
+            return raw
+        raise UserError(e.message, file=e.file) from None
+
+
+RESERVED_VARIANTS = ("teacher", "experiment.yaml", "source.json")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+MAX_NAME = 100
+
+
+def name_problem(name, what: str) -> str | None:
+    """Why ``name`` cannot name a folder (experiment or variant), or None when it can."""
+    if not isinstance(name, str):
+        return f"a {what} name is text, not {type(name).__name__}"
+    if not SAFE_NAME.fullmatch(name):
+        return (f"{shorten(name)} cannot be a {what} name: it becomes a folder, so use letters, "
+                f"digits and _ . + - (starting with a letter or digit)")
+    if len(name) > MAX_NAME:
+        return f"{shorten(name)} is too long for a {what} name (at most {MAX_NAME} characters)"
+    if what == "variant" and (name in RESERVED_VARIANTS or name.startswith("teacher-")):
+        return (f"{shorten(name)} cannot be a variant name: the teacher stage and the experiment "
+                f"folder use it (teacher, teacher-*, experiment.yaml, source.json); rename it")
+    if what == "experiment" and name.startswith("results.sqlite"):
+        return f"{shorten(name)} cannot be an experiment name: the results store uses it"
+    return None
+
+
+def _non_finite(value, path: tuple = ()):
+    """The key path of the first NaN or infinite number in ``value``, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for k, v in items:
+        found = _non_finite(v, path + (k,))
+        if found is not None:
+            return found
+    return None
 
 
 @dataclass
@@ -155,15 +209,25 @@ def load_experiment(path: str, sets: list[str] = (), only: list[str] | None = No
     data = copy.deepcopy(doc.data)
     set_paths = {apply_set(data, s): s for s in sets}
     loc = _Locator(doc, set_paths)
+    bad = _non_finite(data)
+    if bad is not None:
+        raise loc.error(bad, "NaN and infinite numbers are not accepted; give a finite number")
     base = _validate(data, loc, None)
+    problem = name_problem(base.name, "experiment")
+    if problem:
+        raise loc.error(("name",), problem)
+    for name in base.variants:
+        problem = name_problem(name, "variant")
+        if problem:
+            raise loc.error(("variants", name), problem)
     plain = {k: v for k, v in data.items() if k != "variants"}
     names = list(base.variants) or [DEFAULT_VARIANT]
     for name in only or []:
         if name not in names:
-            raise UserError(f"--variant {name!r}: no such variant{nearest(name, names)}; "
+            raise UserError(f"--variant {shorten(name)}: no such variant{nearest(name, names)}; "
                             f"the file has {', '.join(names)}", doc.file)
     if base.baseline and base.baseline not in names:
-        raise loc.error(("baseline",), f"no variant named {base.baseline!r}"
+        raise loc.error(("baseline",), f"no variant named {shorten(base.baseline)}"
                         f"{nearest(base.baseline, names)}")
     variants = {}
     for name in names:

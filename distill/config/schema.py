@@ -3,22 +3,25 @@ datasets, teacher roles, optimisers, schedules) accept the registered entry's ow
 arguments as further keys; :func:`check_named_parts` checks those against the registry."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from distill import registry
-from distill.errors import UserError
+from distill.errors import UserError, shorten
+
+MAX_SEED = 2 ** 32 - 1  # numpy's and torch's seed range
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Named(BaseModel):
     """A part chosen by ``name`` from a registry; its other keys are that entry's parameters."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
     name: str
 
     def params(self) -> dict[str, Any]:
@@ -69,7 +72,7 @@ class TrainSpec(Strict):
 class InitSpec(Strict):
     """Student initialisation: ``from: teacher`` interpolates toward the teacher's weights."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
     from_: Literal["random", "teacher"] = Field("random", alias="from")
     alpha: float = Field(1.0, ge=0, le=1)
 
@@ -83,15 +86,15 @@ class TeacherSpec(Named):
     """``role`` picks the teacher role; ``net`` defaults to the student's network."""
 
     name: str = Field("frozen", alias="role")
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False)
     net: NetSpec | None = None
     checkpoint: str | None = None
     train: TrainSpec | None = None
-    seed: int = 0
+    seed: Seed = 0
 
 
 class ObjectiveSpec(Named):
-    weight: float = 1.0
+    weight: float = Field(1.0, ge=0)
     warmup_epochs: int = Field(0, ge=0)
 
 
@@ -109,7 +112,7 @@ class ContinualSpec(Strict):
 
 class Experiment(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     data: DataSpec
     teacher: TeacherSpec | None = None
     student: StudentSpec
@@ -121,6 +124,14 @@ class Experiment(Strict):
     threads: int = Field(1, ge=1, description="CPU threads for torch; 1 suits the small models")
     continual: ContinualSpec | None = None
     evaluate: list[Named] = Field(default_factory=list)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        twice = sorted({s for s in seeds if seeds.count(s) > 1})
+        if twice:
+            raise ValueError(f"seed {twice[0]} is listed twice; each seed runs once per variant")
+        return seeds
 
 
 def _registry_check(spec: Named, reg: registry.Registry, path: tuple) -> list[tuple[tuple, str]]:
@@ -145,9 +156,11 @@ def describe(err: dict, model: type[BaseModel] | None = None) -> str:
     if err["type"] == "missing":
         return "required key is missing"
     given = err.get("input")
+    msg = err["msg"].removeprefix("Value error, ")
     if isinstance(given, (str, int, float, bool)) and err["type"] != "value_error":
-        return f"{given!r} is not accepted here: {err['msg'][0].lower()}{err['msg'][1:]}"
-    return err["msg"]
+        shown = shorten(given) if isinstance(given, str) else shorten(repr(given))[1:-1]
+        return f"{shown} is not accepted here: {msg[0].lower()}{msg[1:]}"
+    return msg
 
 
 def check_named_parts(exp: Experiment) -> list[tuple[tuple, str]]:

@@ -1,8 +1,11 @@
 """Datasets that ship with installed packages and need no download: mnist1d and scikit-learn digits."""
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 import torch
+from pydantic import Field
 from torch.utils.data import TensorDataset
 
 from distill.data.base import Splits
@@ -17,7 +20,9 @@ def _tensor_splits(x, y, x_test, y_test, num_classes: int) -> Splits:
 
 
 @datasets.register("mnist1d")
-def mnist1d(num_samples: int = 5000, train_split: float = 0.8, seed: int = 42) -> Splits:
+def mnist1d(num_samples: Annotated[int, Field(ge=20)] = 5000,
+            train_split: Annotated[float, Field(gt=0, lt=1)] = 0.8,
+            seed: Annotated[int, Field(ge=0, le=2 ** 32 - 1)] = 42) -> Splits:
     """mnist1d (Greydanus 2020): 1-d digit templates, 40 points; the published 4000/1000 split."""
     from mnist1d.data import get_dataset_args, make_dataset
 
@@ -28,7 +33,8 @@ def mnist1d(num_samples: int = 5000, train_split: float = 0.8, seed: int = 42) -
 
 
 @datasets.register("digits")
-def digits(test_fraction: float = 0.2, seed: int = 0) -> Splits:
+def digits(test_fraction: Annotated[float, Field(ge=0.01, le=0.9)] = 0.2,
+           seed: Annotated[int, Field(ge=0, le=2 ** 32 - 1)] = 0) -> Splits:
     """scikit-learn digits: 1797 real 8x8 handwritten digits, stratified train/test split, 1x8x8."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split

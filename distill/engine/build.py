@@ -3,6 +3,7 @@ DistillationModule. Building binds every objective with one dry forward pass, so
 ``run`` catch the same shape problems before any training."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 
@@ -12,7 +13,7 @@ import torch
 from distill.config.schema import Experiment, NetSpec
 from distill.data.base import DataModule, Splits
 from distill.engine.module import DistillationModule, Term
-from distill.errors import ConfigError, UserError
+from distill.errors import ConfigError, UserError, shorten
 from distill.contracts import BindContext, ModelOutput
 from distill.registry import augmentations, datasets, objectives, teachers
 from students import build_network
@@ -30,11 +31,16 @@ def _splits(name: str, params_json: str) -> Splits:
 def build_data(exp: Experiment, seed: int) -> DataModule:
     """The experiment's data module; dataset loading is cached within the process."""
     spec = exp.data
-    try:
-        splits = _splits(spec.name, json.dumps(spec.params(), sort_keys=True))
-    except UserError as e:
-        raise e if e.key else UserError(e.message, key="data.root" if "root" in spec.params()
-                                        else "data") from None
+    with user_values("data"):
+        try:
+            splits = _splits(spec.name, json.dumps(spec.params(), sort_keys=True))
+        except UserError as e:
+            raise e if e.key else UserError(e.message, key="data.root" if "root" in spec.params()
+                                            else "data") from None
+    for part, items in (("training", splits.train), ("test", splits.test)):
+        if len(items) == 0:
+            raise ConfigError("data", f"the {part} set of {spec.name} is empty with these values; "
+                                      f"give it samples")
     train_index = None
     if spec.imbalance is not None:
         from distill.data.imbalance import long_tail_indices
@@ -42,15 +48,36 @@ def build_data(exp: Experiment, seed: int) -> DataModule:
                                         seed=0)
     views = None
     if spec.views is not None:
-        views = (augmentations.get(spec.views.name).target(**spec.views.params()), spec.views.count)
+        with user_values("data.views"):
+            views = (augmentations.get(spec.views.name).target(**spec.views.params()),
+                     spec.views.count)
     return DataModule(splits, spec.batch_size, spec.num_workers, seed, spec.eval_batch_size,
                       train_index=train_index, views=views)
 
 
+@contextlib.contextmanager
+def user_values(key: str):
+    """Around building a part from the file's values: an exception from the library (torch,
+    numpy, a dataset package) becomes one line naming ``key``; a UserError gets ``key`` when it
+    has none."""
+    try:
+        yield
+    except UserError as e:
+        if not e.key:
+            e.key = key
+        raise
+    except (ValueError, TypeError, RuntimeError, ArithmeticError, IndexError, KeyError,
+            AssertionError, MemoryError) as e:
+        raise ConfigError(key, f"cannot be built from these values ({type(e).__name__}: "
+                               f"{shorten(str(e).strip() or '-', 120)[1:-1]}); check "
+                               f"{key}") from None
+
+
 def build_net(spec: NetSpec, data: DataModule, key: str) -> Tapped:
     try:
-        return build_network(spec.name, spec.params(), data.num_classes, data.input_shape,
-                             spec.taps)
+        with user_values(key):
+            return build_network(spec.name, spec.params(), data.num_classes, data.input_shape,
+                                 spec.taps)
     except UserError as e:
         raise UserError(e.message, key=e.key or key) from None
 
@@ -64,11 +91,14 @@ def build_teacher(exp: Experiment, data: DataModule, weights: str | None) -> Tea
     experiment's teacher stage), else the network's initialisation (random role)."""
     if exp.teacher is None:
         return None
+    role = teachers.get(exp.teacher.name, "teacher.role").target
+    role.check(exp.teacher, continual=exp.continual is not None)
     net = build_net(teacher_net_spec(exp), data, "teacher.net")
     path = exp.teacher.checkpoint or weights
     if path:
         load_weights(net, path, "teacher.checkpoint" if exp.teacher.checkpoint else "teacher.train")
-    return teachers.get(exp.teacher.name).target(network=net, **exp.teacher.params())
+    with user_values("teacher"):
+        return role(network=net, **exp.teacher.params())
 
 
 def _probe(net: torch.nn.Module, x: torch.Tensor) -> ModelOutput:
@@ -101,7 +131,8 @@ def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
     terms, seen = [], {}
     for i, spec in enumerate(exp.objectives):
         key = f"objectives.{i}"
-        objective = objectives.get(spec.name).target(**spec.params())
+        with user_values(key):
+            objective = objectives.get(spec.name).target(**spec.params())
         objective.bind(BindContext(student=s_out, teacher=t_out, num_classes=data.num_classes,
                                    key=key, data=data, teacher_role=teacher, student_net=student,
                                    teacher_weights=weights, experiment=exp, tasks=tasks))

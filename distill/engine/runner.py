@@ -7,6 +7,7 @@ import hashlib
 import inspect
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -26,12 +27,13 @@ from distill.engine.build import (build_data, build_module, build_teacher, seede
 from distill.engine.module import DistillationModule
 from distill.engine.checkpoint_io import SafeCheckpointIO, atomic_save
 from distill.engine.progress import progress_callbacks
-from distill.errors import ConfigError, UserError
+from distill.errors import ConfigError, UserError, shorten
 from distill.registry import evaluators, nearest
 from distill.results.store import ResultsStore
 
 RESERVED_TRAINER_KEYS = {"max_epochs", "callbacks", "logger", "default_root_dir", "plugins",
-                         "enable_progress_bar", "num_sanity_val_steps", "enable_model_summary"}
+                         "enable_progress_bar", "num_sanity_val_steps", "enable_model_summary",
+                         "gradient_clip_val"}
 
 
 def quiet_lightning() -> None:
@@ -48,9 +50,46 @@ def check_trainer_keys(trainer: dict) -> None:
     valid = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"} - RESERVED_TRAINER_KEYS
     for key in trainer:
         if key not in valid:
-            why = "is set by the workbench" if key in RESERVED_TRAINER_KEYS else \
+            why = ("is set by the workbench; use train.gradient_clip" if key == "gradient_clip_val"
+                   else "is set by the workbench") if key in RESERVED_TRAINER_KEYS else \
                 f"is not a Lightning Trainer argument{nearest(key, valid)}"
             raise ConfigError(f"trainer.{key}", why)
+    if trainer:
+        check_trainer_values(trainer)
+
+
+def _trainer_args(trainer: dict) -> dict:
+    args = dict(accelerator="auto", devices=1, precision="32-true", deterministic=True,
+                log_every_n_steps=10)
+    args.update(trainer)
+    return args
+
+
+def check_trainer_values(trainer: dict) -> None:
+    """Construct a Trainer with the file's ``trainer:`` values (cheap, nothing written), so a value
+    Lightning refuses (accelerator, precision, devices, strategy, ...) is refused at validate; the
+    key is found by trying each value alone."""
+    import tempfile
+
+    def attempt(values: dict) -> Exception | None:
+        with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                L.Trainer(**_trainer_args(values), max_epochs=1, logger=False, callbacks=[],
+                          enable_checkpointing=False, enable_progress_bar=False,
+                          enable_model_summary=False, default_root_dir=scratch)
+            except Exception as e:  # Lightning's MisconfigurationException, ValueError, TypeError
+                return e
+        return None
+
+    error = attempt(trainer)
+    if error is None:
+        return
+    key = next((k for k in trainer if attempt({k: trainer[k]}) is not None), None)
+    where = f"trainer.{key}" if key else "trainer"
+    shown = f"{shorten(trainer[key])} " if key and isinstance(trainer[key], str) else ""
+    raise ConfigError(where, f"{shown}is refused by Lightning: "
+                             f"{shorten(str(error).strip() or type(error).__name__, 150)[1:-1]}")
 
 
 def fingerprint(obj) -> str:
@@ -108,9 +147,7 @@ def last_checkpoint(run_dir: Path) -> Path:
 def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> L.Trainer:
     """The Trainer of one stage: CSV logs and an epoch-end checkpoint (``last_checkpoint``) in
     ``run_dir``, written atomically, so an interrupted stage resumes from its last finished epoch."""
-    trainer_args = dict(accelerator="auto", devices=1, precision="32-true", deterministic=True,
-                        log_every_n_steps=10)
-    trainer_args.update(exp.trainer)
+    trainer_args = _trainer_args(exp.trainer)
     if plan.fast:
         trainer_args.update(limit_train_batches=3, limit_val_batches=2)
     return L.Trainer(
@@ -197,7 +234,9 @@ def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan:
                    say=print) -> list[dict]:
     """Every variant x seed of ``ef``; returns one summary dict per run."""
     quiet_lightning()
+    check_output(out, ef)
     store = ResultsStore(out / "results.sqlite")
+    store.check()
     exp_dir = out / ef.base.name
     for variant, exp in ef.variants.items():
         for seed in seeds or exp.seeds:
@@ -232,6 +271,28 @@ def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan:
     return summaries
 
 
+def check_output(out: Path, ef: ExperimentFile) -> None:
+    """Before anything is written: ``out`` is (or can become) a folder, and the folders the runs
+    go to are not files."""
+    exp_dir = out / ef.base.name
+    folders = [out, exp_dir] + [exp_dir / v for v in ef.variants]
+    for folder in folders:
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"--out {shorten(str(out))}: {shorten(str(folder))} is a file, not a "
+                            f"folder; give another --out")
+    parent = out
+    while not parent.exists():
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise UserError(f"--out {shorten(str(out))}: {shorten(str(parent))} is a file, so no folder "
+                        f"can be made under it; give another --out")
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"--out {shorten(str(out))}: {shorten(str(parent))} is not writable; give "
+                        f"another --out")
+
+
 def remember_source(ef: ExperimentFile, exp_dir: Path) -> None:
     """Keep the experiment file and its --set overrides beside the runs, for ``distill resume``."""
     exp_dir.mkdir(parents=True, exist_ok=True)
@@ -243,10 +304,28 @@ def remember_source(ef: ExperimentFile, exp_dir: Path) -> None:
 def source_of(exp_dir: Path) -> tuple[str, list[str]]:
     """The experiment file and overrides that a run folder was made with."""
     source = exp_dir / "source.json"
-    if not source.exists():
+    if not exp_dir.exists():
+        raise UserError("no such folder; give an experiment folder runs/<name> made by "
+                        "`distill run`", file=str(exp_dir))
+    if not exp_dir.is_dir():
+        raise UserError("is a file; give an experiment folder runs/<name> made by `distill run`",
+                        file=str(exp_dir))
+    if not source.is_file():
         raise UserError(f"{exp_dir} is not an experiment folder made by `distill run` "
                         f"(no source.json); give the folder runs/<name>")
-    return str(exp_dir / "experiment.yaml"), json.loads(source.read_text())["sets"]
+    from distill.config.yaml_lines import read_text
+    try:
+        kept = json.loads(read_text(source, "source file"))
+    except json.JSONDecodeError as e:
+        raise UserError(f"not JSON ({e.msg}); it is written by `distill run`: run the experiment "
+                        f"file again with `distill run FILE --out {exp_dir.parent}`",
+                        file=str(source), line=e.lineno) from None
+    sets = kept.get("sets") if isinstance(kept, dict) else None
+    if not isinstance(sets, list) or not all(isinstance(x, str) for x in sets):
+        raise UserError(f"has no list of --set overrides under \"sets\"; it is written by "
+                        f"`distill run`: run the experiment file again with `distill run FILE "
+                        f"--out {exp_dir.parent}`", file=str(source))
+    return str(exp_dir / "experiment.yaml"), sets
 
 
 def validate_builds(ef: ExperimentFile) -> None:
@@ -255,10 +334,6 @@ def validate_builds(ef: ExperimentFile) -> None:
     for variant, exp in ef.variants.items():
         try:
             check_trainer_keys(exp.trainer)
-            if exp.teacher is not None and exp.teacher.name == "frozen" and not (
-                    exp.teacher.checkpoint or exp.teacher.train):
-                raise ConfigError("teacher", "a frozen teacher needs `checkpoint:` (a weights file) "
-                                             "or `train:` (the teacher stage's recipe)")
             if not exp.data.labels and needs_teacher_stage(exp):
                 raise ConfigError("teacher.train", "the teacher stage trains on the labels, but "
                                                    "`data.labels: false` says there are none; give "

@@ -41,13 +41,17 @@ def _locate(target: Path) -> tuple[ResultsStore, list[str]]:
 
 def _variant_order(exp_dir: Path) -> list[str] | None:
     """Variants in the order of the experiment file kept beside the runs, when there is one."""
-    import yaml
+    from distill.config.yaml_lines import load_yaml
 
     source = exp_dir / "experiment.yaml"
-    if not source.exists():
+    if not source.is_file():
         return None
-    variants = (yaml.safe_load(source.read_text()) or {}).get("variants") or {}
-    return list(variants)
+    try:
+        data = load_yaml(source).data
+    except UserError:  # the order is a nicety; a damaged copy does not stop the table
+        return None
+    variants = (data.get("variants") if isinstance(data, dict) else None) or {}
+    return list(variants) if isinstance(variants, dict) else None
 
 
 def comparison(target: Path, fmt: str = "table", metrics: list[str] | None = None,

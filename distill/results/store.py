@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from distill.errors import UserError
+from distill.errors import UserError, shorten
 
 NO_TASK = -1  # the task of a row from a run that is not continual
 BUSY_TIMEOUT_S = 60.0
@@ -72,6 +72,19 @@ class ResultsStore:
                 (experiment, variant, int(seed)))
             return removed.rowcount
 
+    def check(self) -> None:
+        """Refuse (UserError) a file at the store's path that is not a results store, before any
+        run writes; a missing or empty file is fine (it is created)."""
+        if not self.path.exists():
+            return
+        if not self.path.is_file():
+            raise UserError("not a results store (a folder, not a file); give another --out",
+                            file=str(self.path))
+        if self.path.stat().st_size == 0:
+            return
+        with self._reading(empty_ok=True):
+            pass
+
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
         """A connection inside one ``BEGIN IMMEDIATE`` transaction, committed on success; creates
@@ -93,18 +106,34 @@ class ResultsStore:
             db.close()
 
     @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
-        """A connection to the existing store; never creates the file."""
+    def _reading(self, empty_ok: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection to the existing store; never creates the file. ``empty_ok``: a database
+        without any table passes (the first run creates the table)."""
         self._require_file()
-        db = self._connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True)
+        try:
+            db = self._connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True)
+        except sqlite3.DatabaseError as error:
+            raise UserError(f"cannot be opened ({error})", file=str(self.path)) from None
         try:
             try:
-                has_table = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                                       "AND name = 'results'").fetchone()
+                tables = [name for (name,) in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()]
+                has_table = "results" in tables
+                columns = [row[1] for row in db.execute("PRAGMA table_info(results)")]
             except sqlite3.DatabaseError as error:
-                raise UserError(f"not a results store ({error})", file=str(self.path)) from error
+                raise UserError(f"not a results store ({error}); give another --out or move the "
+                                f"file away", file=str(self.path)) from None
+            if empty_ok and not tables:
+                yield db
+                return
             if not has_table:
-                raise UserError("not a results store (no results table)", file=str(self.path))
+                raise UserError("not a results store (no results table); give another --out or "
+                                "move the file away", file=str(self.path))
+            if sorted(columns) != sorted(COLUMNS):
+                raise UserError(f"not a results store: its results table has the columns "
+                                f"{shorten(', '.join(map(str, columns)), 120)[1:-1]}, not "
+                                f"{', '.join(COLUMNS)}; give another --out or move the file away",
+                                file=str(self.path))
             yield db
         finally:
             db.close()
