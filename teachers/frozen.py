@@ -11,6 +11,8 @@ from teachers.role import TeacherRole
 class FrozenTeacher(TeacherRole):
     """Trained teacher, frozen: eval mode (BatchNorm statistics fixed), no gradients."""
 
+    weights = "given"
+
 
 @teachers.register("random")
 class RandomTeacher(TeacherRole):

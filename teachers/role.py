@@ -5,15 +5,44 @@ import torch
 from torch import nn
 
 from distill.contracts import ModelOutput
+from distill.errors import ConfigError
 from students.taps import Tapped
 
 
 class TeacherRole(nn.Module):
     """Base of every role. A frozen role keeps its network in eval mode whatever the trainer
     asks, never requires gradients and never enters the optimiser; a trainable role (co-trained)
-    does. ``after_student_step`` lets a role follow the student (EMA)."""
+    does. A role is told apart by its hooks, never by its name: ``check`` (what the experiment
+    file must give it), ``track`` (pairing with the student), ``plan_steps``, ``on_task_start``
+    and ``after_student_step``.
+
+    ``weights``: where the role's network gets its weights. "given": from ``checkpoint:`` or the
+    experiment's teacher stage (``train:``), one of them required; "own": the role makes them
+    itself (random initialisation, a copy of the student), and neither may be given.
+    ``remembers_tasks``: the role holds the model of the previous task (continual objectives
+    that distil from it need such a role)."""
 
     trainable: bool = False
+    weights: str = "own"
+    remembers_tasks: bool = False
+
+    @classmethod
+    def check(cls, spec, continual: bool) -> None:
+        """Refuse a teacher section this role cannot serve (ConfigError), before anything is
+        built; ``spec`` is the file's ``teacher:`` section, ``continual`` whether the experiment
+        is a task sequence."""
+        name = cls.registered_name
+        if cls.weights == "given" and not (spec.checkpoint or spec.train):
+            raise ConfigError("teacher", f"a {name} teacher needs `checkpoint:` (a weights file) "
+                                         f"or `train:` (the teacher stage's recipe)")
+        if cls.weights == "own":
+            for key in ("checkpoint", "train"):
+                if getattr(spec, key) is not None:
+                    raise ConfigError(f"teacher.{key}", f"a {name} teacher makes its own weights; "
+                                                        f"remove `{key}:` or use role: frozen")
+        if cls.remembers_tasks and not continual:
+            raise ConfigError("teacher.role", f"a {name} teacher is the student at the end of the "
+                                              f"previous task; it needs a `continual:` section")
 
     def __init__(self, network: Tapped):
         super().__init__()
@@ -47,6 +76,10 @@ class TeacherRole(nn.Module):
 
     def plan_steps(self, total_steps: int) -> None:
         """Called when a fit starts, with the number of optimiser steps it takes (for schedules)."""
+
+    def on_task_start(self, task: int) -> None:
+        """Called when task ``task`` of a task sequence starts, after the state at the end of the
+        previous task is loaded."""
 
     def after_student_step(self, student: Tapped) -> None:
         """Called after every optimiser step of the student."""

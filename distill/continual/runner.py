@@ -36,7 +36,6 @@ from distill.engine.runner import (RunPlan, check_run_folder, fingerprint, last_
                                    resolved_config, stage_trainer)
 from distill.errors import ConfigError, UserError
 from distill.results.store import ResultsStore
-from teachers.snapshot import SnapshotTeacher
 
 HEATMAP = "accuracy_matrix.png"
 
@@ -55,9 +54,6 @@ def check_continual(exp: Experiment, data: DataModule) -> TaskSequence | None:
     """The task sequence of ``exp`` for its first seed (None when it is not continual), after
     refusing what a task sequence cannot do."""
     if exp.continual is None:
-        if exp.teacher is not None and exp.teacher.name == "snapshot":
-            raise ConfigError("teacher.role", "a snapshot teacher is the student at the end of the "
-                                              "previous task; it needs a `continual:` section")
         return None
     if exp.evaluate:
         raise ConfigError("evaluate", "a continual run reports its accuracy matrix; evaluators "
@@ -89,8 +85,8 @@ def train_task(exp: Experiment, base: DataModule, tasks: TaskSequence, task: int
     if task > 0:
         previous = read_checkpoint(last_checkpoint(task_dir(run_dir, task - 1)))
         module.load_state_dict(previous["state_dict"])
-        if isinstance(module.teacher, SnapshotTeacher):
-            module.teacher.take()
+    if module.teacher is not None:
+        module.teacher.on_task_start(task)
     last = last_checkpoint(task_dir(run_dir, task))
     trainer = stage_trainer(exp, task_dir(run_dir, task), f"{label} t{task}", plan)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
