@@ -121,17 +121,58 @@ def test_metrics_of_a_hand_matrix():
         "cil_forgetting": pytest.approx(20.0), "cil_bwt": pytest.approx(-17.5)}
 
 
+def test_the_sample_weighted_average_counts_every_test_sample_once():
+    # unequal tasks: 100, 300 and 50 test samples; after the last task 60, 75 and 85 % correct
+    matrix = AccuracyMatrix.of(HAND_R, counts=[100, 300, 50])
+    correct = 0.60 * 100 + 0.75 * 300 + 0.85 * 50  # 327.5 of 450 samples
+    assert matrix.sample_weighted_accuracy() == pytest.approx(100 * correct / 450)
+    assert matrix.sample_weighted_accuracy(after=1) == pytest.approx(
+        (95 * 100 + 80 * 300) / 400)
+    metrics = matrix.metrics("cil")
+    assert metrics["cil_avg_acc_samples"] == pytest.approx(72.777777, rel=1e-6)
+    assert metrics["cil_avg_acc"] == pytest.approx(220 / 3)  # the task mean, unchanged
+    assert AccuracyMatrix.of(HAND_R, counts=[7, 7, 7]).sample_weighted_accuracy() == (
+        pytest.approx(220 / 3))
+    assert "cil_avg_acc_samples" not in AccuracyMatrix.of(HAND_R).metrics("cil")
+    with pytest.raises(ValueError):
+        AccuracyMatrix.of(HAND_R, counts=[100, 300])
+
+
+def test_the_runner_records_each_task_test_size_and_reports_both_averages(tmp_path):
+    from distill.continual.evaluate import task_test_counts
+    from distill.continual.runner import matrices
+
+    exp = load_experiment(str(SEQUENCE_PATH(tmp_path))).variants["prd"]
+    base = build_data(exp, 0)
+    tasks = TaskSequence.split(10, 3)  # 4, 3 and 3 classes: unequal test sets
+    counts = task_test_counts(base, tasks, 2)
+    test_y = base.splits.test_targets
+    assert counts == [int(torch.isin(test_y, torch.tensor(g)).sum()) for g in tasks.classes]
+    assert counts[0] > counts[1]
+    manifest = Manifest.open(tmp_path, "abc", tasks)
+    for i, row in enumerate(HAND_R):
+        manifest.record({"task": i, "rows": {"cil": row}, "test_counts": counts[:i + 1]})
+    final = matrices(manifest, 2)["cil"]
+    assert final.sample_weighted_accuracy() == pytest.approx(
+        sum(n * r for n, r in zip(counts, HAND_R[2])) / sum(counts))
+    assert matrices(manifest, 1)["cil"].sample_weighted_accuracy() == pytest.approx(
+        (95 * counts[0] + 80 * counts[1]) / (counts[0] + counts[1]))
+
+
 def test_one_task_has_no_forgetting_and_a_ragged_matrix_is_refused():
     assert AccuracyMatrix.of([[70.0]]).metrics("til") == {"til_avg_acc": 70.0,
                                                           "til_avg_inc_acc": 70.0}
+    assert AccuracyMatrix.of([[70.0]], [9]).metrics("til")["til_avg_acc_samples"] == 70.0
     with pytest.raises(ValueError):
         AccuracyMatrix.of([[70.0], [60.0]])
 
 
 def test_every_continual_metric_is_defined_for_the_method_table():
     for prefix in ("til", "cil"):
-        for name in ("avg_acc", "avg_inc_acc", "forgetting", "bwt"):
+        for name in ("avg_acc", "avg_acc_samples", "avg_inc_acc", "forgetting", "bwt"):
             assert f"{prefix}_{name}" in METRIC_NOTES
+    assert "mean over tasks" in metric_notes()["cil_avg_acc"]
+    assert "all test samples of the seen classes" in metric_notes()["cil_avg_acc_samples"]
     assert "Chaudhry" in metric_notes()["cil_forgetting"]
     assert "GEM" in metric_notes()["til_bwt"]
 

@@ -229,6 +229,7 @@ def test_the_embedded_file_runs_end_to_end(tmp_path):
         run = tmp_path / "_fast" / "split_mnist1d" / variant / "seed0"
         metrics = json.loads((run / "metrics.json").read_text())
         assert len(metrics["R"]["cil"]) == 5 and "cil_forgetting" in metrics["definitions"]
+        assert "test samples" in metrics["definitions"]["cil_avg_acc_samples"]
         assert (run / "accuracy_matrix.png").exists()
     table = distill("compare", tmp_path / "_fast" / "split_mnist1d", "--format", "md",
                     cwd=tmp_path)

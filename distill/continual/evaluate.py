@@ -16,6 +16,15 @@ def evaluations(setting: str) -> tuple[str, ...]:
     return ("til", "cil") if setting == "task-incremental" else ("cil",)
 
 
+def task_test_counts(base: DataModule, tasks: TaskSequence, task: int) -> list[int]:
+    """The number of test samples of each of tasks 0..``task`` (the weights of the
+    sample-weighted average accuracy)."""
+    targets = base.splits.test_targets
+    if base.test_set.indices is not None:
+        targets = targets[base.test_set.indices]
+    return [len(tasks.members(targets, j)) for j in range(task + 1)]
+
+
 @torch.no_grad()
 def evaluate_seen(module: DistillationModule, base: DataModule, tasks: TaskSequence, task: int,
                   kinds: tuple[str, ...], seed: int) -> dict[str, list[float]]:

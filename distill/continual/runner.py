@@ -23,7 +23,7 @@ import torch
 
 from distill.config.schema import Experiment
 from distill.continual.accuracy_matrix import MATRIX_NOTE, AccuracyMatrix, metric_notes
-from distill.continual.evaluate import evaluate_seen, evaluations
+from distill.continual.evaluate import evaluate_seen, evaluations, task_test_counts
 from distill.continual.heatmap import matplotlib_missing, save_heatmap
 from distill.continual.manifest import Manifest, atomic_write_text
 from distill.continual.task_data import task_data
@@ -96,7 +96,8 @@ def train_task(exp: Experiment, base: DataModule, tasks: TaskSequence, task: int
 def matrices(manifest: Manifest, upto: int) -> dict[str, AccuracyMatrix]:
     """The accuracy matrices of tasks 0..upto from the manifest, one per evaluation."""
     entries = manifest.completed[:upto + 1]
-    return {kind: AccuracyMatrix.of(entry["rows"][kind] for entry in entries)
+    counts = entries[-1].get("test_counts")  # absent in manifests written before it was added
+    return {kind: AccuracyMatrix.of((entry["rows"][kind] for entry in entries), counts)
             for kind in entries[0]["rows"]}
 
 
@@ -143,6 +144,7 @@ def run_sequence(exp: Experiment, variant: str, seed: int, run_dir: Path, plan: 
                                 teacher_weights)
             rows = evaluate_seen(module, base, tasks, task, kinds, task_seed(seed, task))
             manifest.record({"task": task, "classes": list(tasks.classes[task]), "rows": rows,
+                             "test_counts": task_test_counts(base, tasks, task),
                              "epochs": len(module.history), "history": module.history,
                              "train_seconds": round(time.perf_counter() - started, 2)})
             say(f"{label} task {task}: accuracy on tasks 0..{task} " + "; ".join(
