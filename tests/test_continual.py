@@ -478,6 +478,105 @@ def test_cross_entropy_within_a_task_sees_only_its_classes(sequence_file):
     assert ce(step).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+# -- the PRD authors' Split CIFAR-100 views ------------------------------------------------------
+
+MEAN, STD = [0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762]
+
+
+def draws(transform, x, n=24):
+    torch.manual_seed(0)
+    return [transform(x) for _ in range(n)]
+
+
+def colour_image():
+    g = torch.Generator().manual_seed(5)
+    return 0.1 + 0.4 * torch.rand(3, 8, 8, generator=g)  # [0, 1] intensities, far from clipping
+
+
+def only(**kwargs):
+    from distill.data.views import crop_jitter
+
+    off = dict(padding=0, flip=False, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0,
+               jitter_p=0.0, grayscale_p=0.0)
+    return crop_jitter(**{**off, **kwargs})
+
+
+def test_crop_jitter_defaults_are_the_prd_authors():
+    import inspect
+
+    from distill.data.views import crop_jitter
+
+    defaults = {k: p.default for k, p in inspect.signature(crop_jitter).parameters.items()}
+    assert defaults == dict(padding=4, flip=True, brightness=0.4, contrast=0.4, saturation=0.4,
+                            hue=0.0, jitter_p=0.8, grayscale_p=0.2, mean=None, std=None)
+    torch.manual_seed(1)
+    x = torch.randn(3, 32, 32)
+    assert all(torch.equal(a, b) for a, b in zip(draws(crop_jitter(), x), draws(crop_jitter(), x)))
+
+
+def test_crop_jitter_pads_with_black_and_shifts():
+    x01 = torch.full((3, 8, 8), 0.5)
+    m, s = torch.tensor(MEAN).view(3, 1, 1), torch.tensor(STD).view(3, 1, 1)
+    x = (x01 - m) / s
+    assert all(torch.allclose(out, x, atol=1e-6) for out in draws(only(mean=MEAN, std=STD), x))
+    black = (-m / s).expand_as(x)
+    outs = draws(only(padding=4, mean=MEAN, std=STD), x)
+    for out in outs:  # every pixel is the image's or the padding's black, in normalised units
+        assert torch.all(torch.isclose(out, x, atol=1e-5) | torch.isclose(out, black, atol=1e-5))
+    assert sum(bool(torch.isclose(out, black, atol=1e-5).any()) for out in outs) > len(outs) // 2
+
+
+def test_crop_jitter_flips_half_the_time():
+    x = colour_image()
+    outs = draws(only(flip=True), x)
+    flipped = sum(torch.equal(out, x.flip(-1)) for out in outs)
+    assert flipped + sum(torch.equal(out, x) for out in outs) == len(outs)
+    assert 0 < flipped < len(outs)
+    assert all(torch.equal(out, x) for out in draws(only(flip=False), x))
+
+
+def test_crop_jitter_colour_operations_and_their_probabilities():
+    x = colour_image()
+    ratios = [float((out / x).mean()) for out in draws(only(brightness=0.4, jitter_p=1.0), x)]
+    assert all(0.6 - 1e-6 <= r <= 1.4 + 1e-6 for r in ratios) and max(ratios) - min(ratios) > 0.2
+    assert all(torch.equal(out, x) for out in draws(only(brightness=0.4, jitter_p=0.0), x))
+    some = draws(only(brightness=0.4, jitter_p=0.5), x, n=40)
+    assert 5 < sum(torch.equal(out, x) for out in some) < 35
+    for key in ("contrast", "saturation", "hue"):
+        assert not torch.allclose(draws(only(**{key: 0.4 if key != "hue" else 0.1},
+                                             jitter_p=1.0), x)[0], x, atol=1e-3), key
+    grey = x.mean(0, keepdim=True).expand(3, -1, -1).clone()  # saturation and hue keep greys
+    assert all(torch.allclose(out, grey, atol=1e-4)
+               for out in draws(only(saturation=0.4, hue=0.1, jitter_p=1.0), grey))
+    outs = draws(only(grayscale_p=1.0), x)
+    assert all(torch.allclose(out[0], out[1]) and torch.allclose(out[1], out[2]) for out in outs)
+    assert all(torch.equal(out, x) for out in draws(only(grayscale_p=0.0), x))
+    half = draws(only(grayscale_p=0.2), x, n=50)
+    assert 2 < sum(not torch.equal(out, x) for out in half) < 20
+
+
+def test_split_cifar100_uses_the_prd_authors_recipe(tmp_path):
+    from dataset_files import write_cifar100
+
+    write_cifar100(tmp_path)
+    exp = load_experiment("experiments/split_cifar100.yaml",
+                          [f"data.root={tmp_path}", "data.num_workers=0"]).variants["prd"]
+    views = exp.data.views
+    assert views.name == "crop_jitter" and views.count == 2
+    assert views.params() == {"mean": MEAN, "std": STD}  # the recipe's values are the defaults
+    assert exp.data.params().get("augment") is False  # the views hold the whole augmentation
+    supcon = exp.objectives[0]
+    assert supcon.name == "supcon" and supcon.params() == {
+        "temperature": 0.1, "projection_layers": 3, "hidden_dim": 512}
+    base = build_data(exp, 0)
+    tasks = task_sequence(exp, base.num_classes, 0)
+    module = build_module(exp, base, build_teacher(exp, base, None), task=0, tasks=tasks)
+    linears = [m for m in module.objectives[0].projection if isinstance(m, torch.nn.Linear)]
+    width = module.student(torch.zeros(2, 3, 32, 32)).features.shape[1]
+    assert [(m.in_features, m.out_features) for m in linears] == [(width, 512), (512, 512),
+                                                                  (512, 128)]
+
+
 # -- validation ---------------------------------------------------------------------------------
 
 def run_cli(args, capsys):
