@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from distill.config import load_experiment
 from distill.engine.build import build_data, build_module, seeded
-from distill.engine.runner import RunPlan, fit, quiet_lightning
+from distill.engine.stage import RunPlan, fit, quiet_lightning
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -41,7 +41,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def _load(args):
     from distill.config import load_experiment
-    from distill.engine.runner import validate_builds
+    from distill.runner import validate_builds
 
     ef = load_experiment(args.file, args.set or [], getattr(args, "variant", None))
     validate_builds(ef)
@@ -57,7 +57,8 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from distill.engine.runner import RunPlan, run_experiment
+    from distill.engine.stage import RunPlan
+    from distill.runner import run_experiment
 
     ef = _load(args)
     out = Path(args.out) / "_fast" if args.fast else Path(args.out)
@@ -69,7 +70,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from distill.engine.runner import source_of
+    from distill.runner import source_of
 
     exp_dir = Path(args.dir)
     args.file, args.set = source_of(exp_dir)

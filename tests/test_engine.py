@@ -207,7 +207,7 @@ def tensor_bytes(obj) -> int:
 
 
 def test_a_checkpoint_holds_each_tensor_once(tmp_path):
-    from distill.engine.runner import RunPlan, fit, last_checkpoint
+    from distill.engine.stage import RunPlan, fit, last_checkpoint
     from experiment_text import digits_pair
 
     f = tmp_path / "nd.yaml"

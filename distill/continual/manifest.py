@@ -4,22 +4,13 @@ fsync, rename) after each task, so a kill leaves either the old or the new manif
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from distill.continual.tasks import TaskSequence
+from distill.engine.checkpoint_io import atomic_write_text
 from distill.errors import UserError
 
 FILE = "manifest.json"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class Manifest:

@@ -32,7 +32,7 @@ from distill.data.base import DataModule
 from distill.engine.build import build_data, build_module, build_teacher, seeded
 from distill.engine.checkpoint_io import SafeCheckpointIO
 from distill.engine.module import DistillationModule
-from distill.engine.runner import (RunPlan, check_run_folder, fingerprint, last_checkpoint,
+from distill.engine.stage import (RunPlan, check_run_folder, fingerprint, last_checkpoint,
                                    resolved_config, stage_trainer)
 from distill.errors import ConfigError, UserError
 from distill.results.store import ResultsStore

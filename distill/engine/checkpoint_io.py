@@ -1,5 +1,6 @@
-"""Checkpoints written to a temporary file and renamed (a kill mid-write never leaves a broken
-file under the final name) and read with ``torch.load(..., weights_only=True)``."""
+"""Files written to a temporary file and renamed (a kill mid-write never leaves a broken file
+under the final name, and two processes writing the same file never mix their bytes); checkpoints
+read with ``torch.load(..., weights_only=True)``."""
 from __future__ import annotations
 
 import os
@@ -17,6 +18,16 @@ def atomic_save(obj, path: str | Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

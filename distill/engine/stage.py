@@ -1,0 +1,185 @@
+"""One stage: one ``Trainer.fit`` of one configuration and seed in its run folder, with its
+epoch-end checkpoint (``checkpoints/last.ckpt``, written atomically, holding the generators'
+state), its per-epoch CSV log (kept across a resume) and ``metrics.json``. A stage interrupted at
+any moment continues from its checkpoint; the Trainer's own arguments are checked here too."""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from distill.config.schema import Experiment
+from distill.engine.build import build_data, build_module, build_teacher, seeded
+from distill.engine.module import DistillationModule
+from distill.engine.checkpoint_io import SafeCheckpointIO
+from distill.engine.epoch_log import EpochLog
+from distill.engine.progress import progress_callbacks
+from distill.errors import ConfigError, UserError, shorten
+from distill.registry import evaluators, nearest
+
+RESERVED_TRAINER_KEYS = {"max_epochs", "callbacks", "logger", "default_root_dir", "plugins",
+                         "enable_progress_bar", "num_sanity_val_steps", "enable_model_summary",
+                         "gradient_clip_val"}
+
+
+def quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*treespec.*")
+
+
+def check_trainer_keys(trainer: dict) -> None:
+    valid = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"} - RESERVED_TRAINER_KEYS
+    for key in trainer:
+        if key not in valid:
+            why = ("is set by the workbench; use train.gradient_clip" if key == "gradient_clip_val"
+                   else "is set by the workbench") if key in RESERVED_TRAINER_KEYS else \
+                f"is not a Lightning Trainer argument{nearest(key, valid)}"
+            raise ConfigError(f"trainer.{key}", why)
+    if trainer:
+        check_trainer_values(trainer)
+
+
+def _trainer_args(trainer: dict) -> dict:
+    args = dict(accelerator="auto", devices=1, precision="32-true", deterministic=True,
+                log_every_n_steps=10)
+    args.update(trainer)
+    return args
+
+
+def check_trainer_values(trainer: dict) -> None:
+    """Construct a Trainer with the file's ``trainer:`` values (cheap, nothing written), so a value
+    Lightning refuses (accelerator, precision, devices, strategy, ...) is refused at validate; the
+    key is found by trying each value alone."""
+    import tempfile
+
+    def attempt(values: dict) -> Exception | None:
+        with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                L.Trainer(**_trainer_args(values), max_epochs=1, logger=False, callbacks=[],
+                          enable_checkpointing=False, enable_progress_bar=False,
+                          enable_model_summary=False, default_root_dir=scratch)
+            except Exception as e:  # Lightning's MisconfigurationException, ValueError, TypeError
+                return e
+        return None
+
+    error = attempt(trainer)
+    if error is None:
+        return
+    key = next((k for k in trainer if attempt({k: trainer[k]}) is not None), None)
+    where = f"trainer.{key}" if key else "trainer"
+    shown = f"{shorten(trainer[key])} " if key and isinstance(trainer[key], str) else ""
+    raise ConfigError(where, f"{shown}is refused by Lightning: "
+                             f"{shorten(str(error).strip() or type(error).__name__, 150)[1:-1]}")
+
+
+def fingerprint(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+@dataclass
+class RunPlan:
+    """How stages run: ``fast`` (one epoch of a few batches) and how progress is shown."""
+
+    fast: bool = False
+    interactive: bool | None = None  # None: rich progress bar when stdout is a terminal
+
+    @property
+    def progress_bar(self) -> bool:
+        return sys.stdout.isatty() if self.interactive is None else self.interactive
+
+
+def resolved_config(exp: Experiment, seed: int) -> str:
+    return yaml.safe_dump({**exp.model_dump(mode="json", by_alias=True, exclude={"variants"}),
+                           "seed": seed}, sort_keys=False)
+
+
+def check_run_folder(exp: Experiment, seed: int, run_dir: Path) -> None:
+    """Refuse to continue or reuse a run folder made with another configuration."""
+    config_file = run_dir / "config.yaml"
+    if config_file.exists() and config_file.read_text() != resolved_config(exp, seed):
+        raise UserError(f"{run_dir} holds a run of a different configuration; run with another "
+                        f"--out, or delete that folder to start it afresh")
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    """Where a stage in ``run_dir`` keeps its checkpoint, rewritten at the end of every epoch."""
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def checkpoint_epoch(path: Path) -> int | None:
+    """The last finished epoch held by the checkpoint at ``path`` (None when there is none)."""
+    if not path.exists():
+        return None
+    return int(SafeCheckpointIO().load_checkpoint(path)["epoch"])
+
+
+def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> L.Trainer:
+    """The Trainer of one stage: CSV logs and an epoch-end checkpoint (``last_checkpoint``) in
+    ``run_dir``, written atomically, so an interrupted stage resumes from its last finished epoch."""
+    trainer_args = _trainer_args(exp.trainer)
+    if plan.fast:
+        trainer_args.update(limit_train_batches=3, limit_val_batches=2)
+    return L.Trainer(
+        max_epochs=1 if plan.fast else exp.train.epochs,
+        default_root_dir=str(run_dir),
+        logger=EpochLog(run_dir, through_epoch=checkpoint_epoch(last_checkpoint(run_dir))),
+        callbacks=[ModelCheckpoint(dirpath=str(last_checkpoint(run_dir).parent), filename="last",
+                                   save_top_k=1, enable_version_counter=False),
+                   *progress_callbacks(label, plan.progress_bar)],
+        plugins=[SafeCheckpointIO()],
+        enable_progress_bar=plan.progress_bar,
+        enable_model_summary=False, num_sanity_val_steps=0,
+        gradient_clip_val=exp.train.gradient_clip,
+        **trainer_args)
+
+
+def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
+        teacher_weights: str | None = None) -> tuple[dict, DistillationModule]:
+    """Train one stage in ``run_dir``; returns its metrics (also written to metrics.json) and the
+    trained module."""
+    torch.set_num_threads(exp.threads)
+    seeded(seed)
+    data = build_data(exp, seed)
+    teacher = build_teacher(exp, data, teacher_weights)
+    module = build_module(exp, data, teacher, teacher_weights=teacher_weights)
+    check_run_folder(exp, seed, run_dir)
+    last = last_checkpoint(run_dir)
+    if last.exists():  # an unreadable checkpoint stops the run before anything is written
+        SafeCheckpointIO().load_checkpoint(last)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(resolved_config(exp, seed))
+    trainer = stage_trainer(exp, run_dir, label, plan)
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
+    history = module.history
+    # the student's classifier accuracy means something only if an objective trained it on labels
+    trained_on_labels = any(term.objective.uses_labels for term in module.terms)
+    metrics = {"top1": history[-1], "top1_best": max(history)} if trained_on_labels else {}
+    for spec in exp.evaluate:
+        metrics.update(evaluators.get(spec.name).target(**spec.params())(module, data))
+    metrics.update(epochs=len(history), train_seconds=round(time.perf_counter() - started, 2))
+    metrics_file = run_dir / "metrics.json"
+    tmp = metrics_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({**metrics, "history": history}, indent=2))
+    tmp.replace(metrics_file)
+    return metrics, module
+
+

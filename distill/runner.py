@@ -1,0 +1,231 @@
+"""Running an experiment file: the teacher stage (once), then every variant x seed, each in
+``<out>/<name>/<variant>/seed<k>/`` (a single stage, :mod:`distill.engine.stage`, or a task
+sequence, :mod:`distill.continual.runner`), each result recorded in ``<out>/results.sqlite``. A run
+whose ``metrics.json`` exists is skipped; an interrupted one continues from its checkpoint.
+
+Several processes may run the same file into the same ``--out`` at once: each run folder is held by
+one process at a time (:class:`~distill.engine.run_lock.RunLock`). A process skips a run another
+one holds, comes back to it at the end and waits for it, so every process finishes with the full
+table, equal to a sequential run's.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from distill.config.load import ExperimentFile
+from distill.config.schema import Experiment, ObjectiveSpec, StudentSpec
+from distill.continual.runner import check_continual, run_sequence
+from distill.engine.build import build_data, build_module, build_teacher, seeded, teacher_net_spec
+from distill.engine.checkpoint_io import atomic_save, atomic_write_text
+from distill.engine.run_lock import RunLock
+from distill.engine.stage import (RunPlan, check_run_folder, check_trainer_keys, fingerprint, fit,
+                                  quiet_lightning)
+from distill.errors import ConfigError, UserError, shorten
+from distill.results.store import ResultsStore
+
+
+def teacher_stage(exp: Experiment) -> Experiment:
+    """The teacher's own training: its network as a student of the labels (cross-entropy)."""
+    spec = exp.teacher
+    return exp.model_copy(update={
+        "teacher": None, "student": StudentSpec(net=teacher_net_spec(exp)), "train": spec.train,
+        "objectives": [ObjectiveSpec(name="ce")], "variants": {}})
+
+
+def teacher_identity(exp: Experiment) -> dict:
+    """What decides the teacher's weights: its network, data and recipe."""
+    return {"net": teacher_net_spec(exp).model_dump(), "data": exp.data.model_dump(),
+            "train": exp.teacher.train.model_dump(), "seed": exp.teacher.seed}
+
+
+def needs_teacher_stage(exp: Experiment) -> bool:
+    return exp.teacher is not None and exp.teacher.checkpoint is None and exp.teacher.train is not None
+
+
+def ensure_teacher(exp: Experiment, exp_dir: Path, plan: RunPlan, store: ResultsStore,
+                   say) -> tuple[str, str]:
+    """Train the experiment's teacher once (or reuse it); returns (weights file, variant label).
+    A process that finds another one training the same teacher waits for it."""
+    identity = teacher_identity(exp)
+    label = "teacher"
+    base_dir = exp_dir / label
+    marker = base_dir / "identity.json"
+    if marker.exists() and json.loads(marker.read_text()) != identity:
+        label = f"teacher-{fingerprint(identity)}"
+        base_dir = exp_dir / label
+        marker = base_dir / "identity.json"
+    weights = base_dir / "teacher.pt"
+    lock = RunLock(base_dir)
+    if not lock.try_acquire():
+        say(f"teacher: another process is training it in {base_dir}; waiting for it")
+        lock.acquire()
+    with lock:
+        if weights.exists() and (base_dir / "metrics.json").exists():
+            say(f"teacher: reusing {weights}")
+            return str(weights), label
+        atomic_write_text(marker, json.dumps(identity, indent=2, sort_keys=True))
+        epochs = ("1 epoch of 3 batches (--fast)" if plan.fast
+                  else f"{exp.teacher.train.epochs} epochs")
+        say(f"teacher: training {teacher_net_spec(exp).name} for {epochs} -> {weights}")
+        metrics, module = fit(teacher_stage(exp), exp.teacher.seed, base_dir, label, plan)
+        atomic_save({"state_dict": module.student.net.state_dict(),
+                     "net": teacher_net_spec(exp).model_dump(), "metrics": metrics}, weights)
+        store.record(exp.name, label, exp.teacher.seed, _numeric(metrics))
+    return str(weights), label
+
+
+BOOKKEEPING = {"epochs", "train_seconds", "history"}
+
+
+def _numeric(metrics: dict) -> dict:
+    """The metrics that go to the results store (not the bookkeeping)."""
+    return {k: float(v) for k, v in metrics.items() if k not in BOOKKEEPING}
+
+
+@dataclass
+class Run:
+    """One variant x seed of an experiment file, in ``run_dir``."""
+
+    variant: str
+    exp: Experiment
+    seed: int
+    run_dir: Path
+    teacher_weights: str | None
+
+    def execute(self, plan: RunPlan, store: ResultsStore, say) -> dict:
+        """Train (or find finished) and record this run; returns its summary."""
+        variant, exp, seed = self.variant, self.exp, self.seed
+        if exp.continual:
+            metrics = run_sequence(exp, variant, seed, self.run_dir, plan, store, say,
+                                   self.teacher_weights)
+            return {"variant": variant, "seed": seed, **metrics}
+        done = self.run_dir / "metrics.json"
+        if done.exists():
+            say(f"{variant} seed {seed}: finished earlier, skipped ({done})")
+            metrics = json.loads(done.read_text())
+        else:
+            say(f"{variant} seed {seed}: training -> {self.run_dir}")
+            metrics, _ = fit(exp, seed, self.run_dir, f"{variant} s{seed}", plan,
+                             self.teacher_weights)
+        store.record(exp.name, variant, seed, _numeric(metrics))
+        return {"variant": variant, "seed": seed, **_numeric(metrics)}
+
+
+def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan: RunPlan,
+                   say=print) -> list[dict]:
+    """Every variant x seed of ``ef``; returns one summary dict per run. Runs that another
+    process holds are left for the end, then waited for."""
+    quiet_lightning()
+    check_output(out, ef)
+    store = ResultsStore(out / "results.sqlite")
+    store.check()
+    exp_dir = out / ef.base.name
+    for variant, exp in ef.variants.items():
+        for seed in seeds or exp.seeds:
+            check_run_folder(exp, seed, exp_dir / variant / f"seed{seed}")
+    remember_source(ef, exp_dir)
+    summaries, held_elsewhere = [], []
+    teachers: dict[str, str] = {}  # teacher identity -> weights file, one stage per identity
+    for variant, exp in ef.variants.items():
+        teacher_weights = None
+        if needs_teacher_stage(exp):
+            key = fingerprint(teacher_identity(exp))
+            if key not in teachers:
+                teachers[key], _ = ensure_teacher(exp, exp_dir, plan, store, say)
+            teacher_weights = teachers[key]
+        for seed in seeds or exp.seeds:
+            run = Run(variant, exp, seed, exp_dir / variant / f"seed{seed}", teacher_weights)
+            lock = RunLock(run.run_dir)
+            if not lock.try_acquire():
+                say(f"{variant} seed {seed}: another process is running it; coming back to it "
+                    f"at the end")
+                held_elsewhere.append(run)
+                continue
+            with lock:
+                summaries.append(run.execute(plan, store, say))
+    for run in held_elsewhere:
+        lock = RunLock(run.run_dir)
+        if not lock.try_acquire():
+            say(f"{run.variant} seed {run.seed}: waiting for the other process to finish it")
+            lock.acquire()
+        with lock:
+            summaries.append(run.execute(plan, store, say))
+    return summaries
+
+
+def check_output(out: Path, ef: ExperimentFile) -> None:
+    """Before anything is written: ``out`` is (or can become) a folder, and the folders the runs
+    go to are not files."""
+    exp_dir = out / ef.base.name
+    folders = [out, exp_dir] + [exp_dir / v for v in ef.variants]
+    for folder in folders:
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"--out {out}: {folder} is a file, not a folder; give another --out")
+    parent = out
+    while not parent.exists():
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise UserError(f"--out {out}: {parent} is a file, so no folder can be made under it; "
+                        f"give another --out")
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: {parent} is not writable; give another --out")
+
+
+def remember_source(ef: ExperimentFile, exp_dir: Path) -> None:
+    """Keep the experiment file and its --set overrides beside the runs, for ``distill resume``."""
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(exp_dir / "experiment.yaml", Path(ef.path).read_text())
+    atomic_write_text(exp_dir / "source.json", json.dumps({"file": str(Path(ef.path).resolve()),
+                                                           "sets": list(ef.sets)}, indent=2))
+
+
+def source_of(exp_dir: Path) -> tuple[str, list[str]]:
+    """The experiment file and overrides that a run folder was made with."""
+    source = exp_dir / "source.json"
+    if not exp_dir.exists():
+        raise UserError("no such folder; give an experiment folder runs/<name> made by "
+                        "`distill run`", file=str(exp_dir))
+    if not exp_dir.is_dir():
+        raise UserError("is a file; give an experiment folder runs/<name> made by `distill run`",
+                        file=str(exp_dir))
+    if not source.is_file():
+        raise UserError(f"{exp_dir} is not an experiment folder made by `distill run` "
+                        f"(no source.json); give the folder runs/<name>")
+    from distill.config.yaml_lines import read_text
+    try:
+        kept = json.loads(read_text(source, "source file"))
+    except json.JSONDecodeError as e:
+        raise UserError(f"not JSON ({e.msg}); it is written by `distill run`: run the experiment "
+                        f"file again with `distill run FILE --out {exp_dir.parent}`",
+                        file=str(source), line=e.lineno) from None
+    sets = kept.get("sets") if isinstance(kept, dict) else None
+    if not isinstance(sets, list) or not all(isinstance(x, str) for x in sets):
+        raise UserError(f"has no list of --set overrides under \"sets\"; it is written by "
+                        f"`distill run`: run the experiment file again with `distill run FILE "
+                        f"--out {exp_dir.parent}`", file=str(source))
+    return str(exp_dir / "experiment.yaml"), sets
+
+
+def validate_builds(ef: ExperimentFile) -> None:
+    """Build every variant once (data, networks, dry forward, objective binding), training nothing."""
+    quiet_lightning()
+    for variant, exp in ef.variants.items():
+        try:
+            check_trainer_keys(exp.trainer)
+            if not exp.data.labels and needs_teacher_stage(exp):
+                raise ConfigError("teacher.train", "the teacher stage trains on the labels, but "
+                                                   "`data.labels: false` says there are none; give "
+                                                   "`teacher.checkpoint` or drop `teacher.train`")
+            seeded(exp.seeds[0])
+            data = build_data(exp, exp.seeds[0])
+            tasks = check_continual(exp, data)
+            teacher = build_teacher(exp, data, None)
+            build_module(exp, data, teacher, tasks=tasks)
+        except UserError as e:
+            raise ef.locate(e, variant) from None
+
