@@ -38,8 +38,9 @@ def nearest(word: str, options) -> str:
 # nothing, a layer of width 0 has no units) or at zero and above, by name, for every registered
 # entry (each number of a list too); an entry may declare tighter bounds itself with
 # ``Annotated[float, Field(...)]``.
-POSITIVE = re.compile(r"^(lr|temperature|k|hidden|width|widen|depth|heads|dim|bottleneck|steps|num_samples)$"
-                      r"|(^|_)(temp|tau)(_(max|min))?$|_(dim|size|mult|ratio|per_image)$")
+POSITIVE = re.compile(r"^(lr|temperature|k|hidden|width|widen|depth|heads|dim|bottleneck|steps"
+                      r"|num_samples)$|(^|_)(temperature|temp|tau)(_(max|min))?$"
+                      r"|_(dim|size|mult|ratio|per_image|layers)$")
 NON_NEGATIVE = re.compile(r"^(weight_decay|momentum|min_lr|label_smoothing|dropout)$")
 
 

@@ -61,11 +61,16 @@ def _set_value(raw: str, assignment: str):
     if not raw.strip():
         return None
     try:
-        return parse_value(raw, "--set " + assignment)
+        return parse_value(raw, set_label(assignment))
     except UserError as e:
         if e.message.startswith("not valid YAML:") and "nested" not in e.message:
             return raw
         raise UserError(e.message, file=e.file) from None
+
+
+def set_label(assignment: str) -> str:
+    """``--set key=value`` as the "file" of a message, shortened when long."""
+    return "--set " + shorten(assignment, 80)[1:-1]
 
 
 RESERVED_VARIANTS = ("teacher", "experiment.yaml", "source.json")
@@ -146,7 +151,7 @@ class _Locator:
                                      _dotted(own))
         for n in range(len(path), 0, -1):
             if tuple(path[:n]) in self.sets:
-                return UserError(message, "--set " + self.sets[tuple(path[:n])], None,
+                return UserError(message, set_label(self.sets[tuple(path[:n])]), None,
                                  _dotted(path))
         return UserError(message, self.doc.file, self.doc.line_of(tuple(path)), _dotted(path))
 

@@ -66,6 +66,10 @@ def user_values(key: str):
         if not e.key:
             e.key = key
         raise
+    except OSError as e:  # a path given in the file: too long, unreadable, a folder, ...
+        where = f" {shorten(e.filename, 80)}" if e.filename else ""
+        raise ConfigError(key, f"cannot read{where} ({e.strerror or type(e).__name__}); check "
+                               f"{key}") from None
     except (ValueError, TypeError, RuntimeError, ArithmeticError, IndexError, KeyError,
             AssertionError, MemoryError) as e:
         raise ConfigError(key, f"cannot be built from these values ({type(e).__name__}: "
@@ -96,7 +100,9 @@ def build_teacher(exp: Experiment, data: DataModule, weights: str | None) -> Tea
     net = build_net(teacher_net_spec(exp), data, "teacher.net")
     path = exp.teacher.checkpoint or weights
     if path:
-        load_weights(net, path, "teacher.checkpoint" if exp.teacher.checkpoint else "teacher.train")
+        key = "teacher.checkpoint" if exp.teacher.checkpoint else "teacher.train"
+        with user_values(key):
+            load_weights(net, path, key)
     with user_values("teacher"):
         return role(network=net, **exp.teacher.params())
 

@@ -152,6 +152,9 @@ class ResultsStore:
                 time.sleep(0.01)
 
     def _require_file(self) -> None:
+        if self.path.exists() and not self.path.is_file():
+            raise UserError("not a results store (not a file); give another folder or move it "
+                            "away", file=str(self.path))
         if not self.path.is_file():
             raise UserError(f"no results store at {self.path}; run `distill run` first")
 
