@@ -5,7 +5,7 @@ from __future__ import annotations
 def load_all() -> None:
     import distill.data  # noqa: F401
     import distill.data.views  # noqa: F401
-    import distill.engine.optim  # noqa: F401
+    import distill.optimizers  # noqa: F401
     import distill.evaluation  # noqa: F401
     import distill.objectives.all_objectives  # noqa: F401
     import students  # noqa: F401

@@ -19,7 +19,7 @@ from distill.config.load import ExperimentFile
 from distill.config.schema import Experiment, ObjectiveSpec, StudentSpec
 from distill.continual.runner import check_continual, run_sequence
 from distill.engine.build import build_data, build_module, build_teacher, seeded, teacher_net_spec
-from distill.engine.checkpoint_io import atomic_save, atomic_write_text
+from distill.atomic_write import atomic_save, atomic_write_text
 from distill.engine.run_lock import RunLock
 from distill.engine.stage import (RunPlan, check_run_folder, check_trainer_keys, fingerprint, fit,
                                   quiet_lightning)
@@ -99,7 +99,10 @@ class Run:
         """Train (or find finished) and record this run; returns its summary."""
         variant, exp, seed = self.variant, self.exp, self.seed
         if exp.continual:
-            metrics = run_sequence(exp, variant, seed, self.run_dir, plan, store, say,
+            def record(metrics: dict, task: int) -> None:
+                store.record(exp.name, variant, seed, metrics, task=task)
+
+            metrics = run_sequence(exp, variant, seed, self.run_dir, plan, record, say,
                                    self.teacher_weights)
             return {"variant": variant, "seed": seed, **metrics}
         done = self.run_dir / "metrics.json"

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from distill.continual.tasks import TaskSequence
-from distill.engine.checkpoint_io import atomic_write_text
+from distill.atomic_write import atomic_write_text
 from distill.errors import UserError
 
 FILE = "manifest.json"

@@ -17,15 +17,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
+from distill.atomic_write import atomic_write_text
 from distill.config.schema import Experiment
 from distill.continual.accuracy_matrix import MATRIX_NOTE, AccuracyMatrix, metric_notes
 from distill.continual.evaluate import evaluate_seen, evaluations, task_test_counts
 from distill.continual.heatmap import matplotlib_missing, save_heatmap
-from distill.continual.manifest import Manifest, atomic_write_text
+from distill.continual.manifest import Manifest
 from distill.continual.task_data import task_data
 from distill.continual.tasks import TaskSequence
 from distill.data.base import DataModule
@@ -35,7 +37,6 @@ from distill.engine.module import DistillationModule
 from distill.engine.stage import (RunPlan, check_run_folder, fingerprint, last_checkpoint,
                                    resolved_config, stage_trainer)
 from distill.errors import ConfigError, UserError
-from distill.results.store import ResultsStore
 
 HEATMAP = "accuracy_matrix.png"
 
@@ -108,9 +109,11 @@ def task_metrics(manifest: Manifest, upto: int) -> dict[str, float]:
 
 
 def run_sequence(exp: Experiment, variant: str, seed: int, run_dir: Path, plan: RunPlan,
-                 store: ResultsStore, say=print,
+                 record: Callable[[dict[str, float], int], None], say=print,
                  teacher_weights: str | None = None) -> dict[str, float]:
-    """Train, evaluate and record every task of one variant x seed; returns the final metrics."""
+    """Train, evaluate and record every task of one variant x seed; returns the final metrics.
+    ``record(metrics, task)`` receives the metrics as they stand after each task (the results
+    store's writer)."""
     torch.set_num_threads(exp.threads)
     label = f"{variant} s{seed}"
     base = build_data(exp, seed)
@@ -120,7 +123,7 @@ def run_sequence(exp: Experiment, variant: str, seed: int, run_dir: Path, plan: 
     if (run_dir / "metrics.json").exists():
         say(f"{label}: finished earlier, skipped ({run_dir / 'metrics.json'})")
         for task in range(len(manifest.completed)):
-            store.record(exp.name, variant, seed, task_metrics(manifest, task), task=task)
+            record(task_metrics(manifest, task), task)
         return finished_metrics(run_dir)
     resume_at = len(manifest.completed)
     if resume_at < len(tasks):  # refuse unreadable checkpoints before anything is written
@@ -149,7 +152,7 @@ def run_sequence(exp: Experiment, variant: str, seed: int, run_dir: Path, plan: 
                              "train_seconds": round(time.perf_counter() - started, 2)})
             say(f"{label} task {task}: accuracy on tasks 0..{task} " + "; ".join(
                 f"{kind} {' '.join(f'{v:.1f}' for v in row)}" for kind, row in rows.items()))
-        store.record(exp.name, variant, seed, task_metrics(manifest, task), task=task)
+        record(task_metrics(manifest, task), task)
     return finish(exp, variant, seed, run_dir, manifest, say)
 
 

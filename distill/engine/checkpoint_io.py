@@ -1,36 +1,12 @@
-"""Files written to a temporary file and renamed (a kill mid-write never leaves a broken file
-under the final name, and two processes writing the same file never mix their bytes); checkpoints
-read with ``torch.load(..., weights_only=True)``."""
+"""Lightning's checkpoints written atomically (:mod:`distill.atomic_write`) and read with
+``torch.load(..., weights_only=True)``."""
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from distill.atomic_write import atomic_save
 from distill.errors import UserError
-
-
-def atomic_save(obj, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

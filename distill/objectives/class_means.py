@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from distill.engine.checkpoint_io import atomic_save
+from distill.atomic_write import atomic_save
 
 
 def rank_and_world() -> tuple[int, int]:
