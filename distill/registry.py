@@ -40,8 +40,9 @@ def nearest(word: str, options) -> str:
 # ``Annotated[float, Field(...)]``.
 POSITIVE = re.compile(r"^(lr|temperature|k|hidden|width|widen|depth|heads|dim|bottleneck|steps"
                       r"|num_samples)$|(^|_)(temperature|temp|tau)(_(max|min))?$"
-                      r"|_(dim|size|mult|ratio|per_image|layers)$")
-NON_NEGATIVE = re.compile(r"^(weight_decay|momentum|min_lr|label_smoothing|dropout)$")
+                      r"|_(dim|size|mult|ratio|per_image|layers)$|^gamma$")
+NON_NEGATIVE = re.compile(r"^(weight_decay|min_lr|milestones|max_shift|noise|scale)$|epochs$")
+FRACTION = re.compile(r"^(momentum|label_smoothing|dropout)$")  # 0 to 1
 
 
 def _numbers(v) -> list:
@@ -56,6 +57,12 @@ def _bounded(name: str, annotation: Any) -> Any:
             for x in _numbers(v):
                 if x <= 0:
                     raise ValueError(f"{name} must be greater than 0, got {x}")
+            return v
+    elif FRACTION.search(name):
+        def check(v):
+            for x in _numbers(v):
+                if not 0 <= x <= 1:
+                    raise ValueError(f"{name} must be between 0 and 1, got {x}")
             return v
     elif NON_NEGATIVE.search(name):
         def check(v):

@@ -269,7 +269,9 @@ def test_errors_inside_merged_content_give_the_line_where_it_is_written(tmp_path
 @pytest.mark.parametrize("old,new,line,key,words", [
     ("seeds: [0]", "seeds: [-1]", 2, "seeds.0", ["greater than or equal to 0"]),
     ("seeds: [0]", "seeds: [4294967296]", 2, "seeds.0", ["less than or equal to 4294967295"]),
-    ("seeds: [0]", "seeds: [99999999999999999999999]", 2, "seeds.0", ["less than or equal"]),
+    ("seeds: [0]", "seeds: [99999999999999999999999]", 2, "seeds.0", ["beyond 2**63"]),
+    ("batch_size: 64", "batch_size: 100000000000000000000000", 3, "data.batch_size",
+     ["beyond 2**63"]),
     ("seeds: [0]", "seeds: []", 2, "seeds", ["at least 1"]),
     ("role: frozen", "role: frozen\n  seed: -5", 6, "teacher.seed", ["greater than or equal"]),
     ("hidden: [32]", "hidden: [-3]", 9, "student.net.hidden", ["greater than 0", "-3"]),
@@ -291,9 +293,9 @@ def test_errors_inside_merged_content_give_the_line_where_it_is_written(tmp_path
      ["greater than 0"]),
     ("train: {epochs: 1}\nobjectives", "train: {epochs: 1, gradient_clip: -1}\nobjectives", 10,
      "train.gradient_clip", ["greater than 0"]),
-    ("hidden: [32]", "hidden: [32], dropout: -0.5", 9, "student.net.dropout", ["0 or more"]),
-    ("hidden: [32]", "hidden: [32], dropout: 1.5", 9, "student.net", ["cannot be built",
-                                                                       "dropout"]),
+    ("hidden: [32]", "hidden: [32], dropout: -0.5", 9, "student.net.dropout",
+     ["between 0 and 1"]),
+    ("hidden: [32]", "hidden: [32], dropout: 1.5", 9, "student.net.dropout", ["between 0 and 1"]),
     ("net: {name: mlp, hidden: [32]}", "net: {name: mlp, hidden: [32]}\n  init: {alpha: 2}", 10,
      "student.init.alpha", ["less than or equal to 1"]),
 ])
@@ -327,6 +329,31 @@ def test_a_network_that_cannot_be_built_is_one_line_naming_the_key(tmp_path, cap
                                      "heads: 3}"))
     text = run_refused(tmp_path, capsys, earlier, f)
     assert text.startswith(f"{f}:9: student.net"), text
+
+
+def test_a_network_too_large_to_allocate_is_one_line(tmp_path, capsys, earlier):
+    f = write(tmp_path, GOOD.replace("hidden: [32]", "hidden: [100000000000000]"))
+    text = run_refused(tmp_path, capsys, earlier, f)
+    assert text.startswith(f"{f}:9: student.net: cannot be built from these values"), text
+
+
+@pytest.mark.parametrize("target,key", [("build_network", "teacher.net"), ("_splits", "data")])
+@pytest.mark.parametrize("error", [ValueError, TypeError, RuntimeError, IndexError, KeyError,
+                                   ZeroDivisionError, AssertionError])
+def test_any_library_error_while_building_names_the_key(tmp_path, capsys, monkeypatch, target,
+                                                        key, error):
+    import distill.engine.build as build
+
+    def fails(*a, **k):
+        raise error("the library says no\nin two lines")
+
+    monkeypatch.setattr(build, target, fails)
+    f = write(tmp_path, GOOD)
+    text = refused(capsys, ["validate", f])
+    line = 3 if key == "data" else 6  # the teacher is built first
+    assert text.startswith(f"{f}:{line}: {key}: cannot be built from these values "
+                           f"({error.__name__}: "), text
+    assert "the library says no" in text
 
 
 # ------------------------------------------------ 3. values validate refuses without training
@@ -397,6 +424,30 @@ def test_every_temperature_must_be_positive(tmp_path, capsys, objective, param, 
      "data.imbalance", ["NaN and infinite"]),
     ("hidden: [32]", "hidden: [32], dropout: .inf", 9, "student.net.dropout",
      ["NaN and infinite"]),
+    ("train: {epochs: 1}\nobjectives",
+     "train: {epochs: 1, optimizer: {name: adam, betas: [2, 0.9]}}\nobjectives", 10,
+     "train.optimizer", ["Invalid beta"]),
+    ("  train: {epochs: 1}\n", "  train: {epochs: 1, optimizer: {name: adam, betas: [0.9, -1]}}\n",
+     7, "teacher.train.optimizer", ["Invalid beta"]),
+    ("train: {epochs: 1}\nobjectives",
+     "train: {epochs: 1, schedule: {name: multistep, gamma: -0.5}}\nobjectives", 10,
+     "train.schedule.gamma", ["greater than 0"]),
+    ("train: {epochs: 1}\nobjectives",
+     "train: {epochs: 1, schedule: {name: cosine, warmup_epochs: -2}}\nobjectives", 10,
+     "train.schedule.warmup_epochs", ["0 or more"]),
+    ("- {name: ce}\n  - {name: kd", "- {name: ce, label_smoothing: 1.5}\n  - {name: kd", 12,
+     "objectives.0.label_smoothing", ["between 0 and 1"]),
+    ("seeds: [0]", "seeds: [0]\ntrainer: {limit_val_batches: 0}", 3, "trainer.limit_val_batches",
+     ["without a test"]),
+    ("seeds: [0]", "seeds: [0]\ntrainer: {limit_train_batches: 0.0}", 3,
+     "trainer.limit_train_batches", ["without training"]),
+    ("seeds: [0]", "seeds: [0]\nevaluate: [{name: knn, device: quantum}]", 3, "evaluate.0.device",
+     ["cannot be built"]),
+    ("seeds: [0]", "seeds: [0]\nthreads: 100000000", 3, "threads", ["less than or equal"]),
+    ("batch_size: 64", "batch_size: 64, num_workers: 100000", 3, "data.num_workers",
+     ["less than or equal"]),
+    ("batch_size: 64", "batch_size: 64, views: {name: image, count: 1000000000}", 3,
+     "data.views.count", ["less than or equal"]),
 ])
 def test_validate_refuses_what_would_fail_in_training(tmp_path, capsys, earlier, old, new, line,
                                                      key, words):
@@ -419,6 +470,13 @@ def test_a_bad_override_names_the_override(tmp_path, capsys, earlier, assignment
     f = write(tmp_path, GOOD)
     text = run_refused(tmp_path, capsys, earlier, f, "--set", assignment)
     assert text.startswith(f"--set {assignment}: {key}: "), text
+
+
+def test_checked_values_reach_the_builders(tmp_path, capsys):
+    # "8" is accepted as the integer 8 and the network gets the integer, not the text
+    f = write(tmp_path, GOOD.replace("width: 8", "width: '8'"))
+    assert main(["validate", str(f)]) == 0, capsys.readouterr().err
+    assert load_experiment(str(f)).base.teacher.net.params()["width"] == 8
 
 
 def test_validate_writes_nothing_anywhere(tmp_path, capsys, monkeypatch):

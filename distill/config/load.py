@@ -95,9 +95,14 @@ def name_problem(name, what: str) -> str | None:
     return None
 
 
+INT_LIMIT = 2 ** 63 - 1  # torch's and numpy's integers
+
+
 def _non_finite(value, path: tuple = ()):
-    """The key path of the first NaN or infinite number in ``value``, or None."""
+    """The key path of the first NaN, infinite or beyond-int64 number in ``value``, or None."""
     if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT:
         return path
     if isinstance(value, dict):
         items = value.items()
@@ -216,7 +221,12 @@ def load_experiment(path: str, sets: list[str] = (), only: list[str] | None = No
     loc = _Locator(doc, set_paths)
     bad = _non_finite(data)
     if bad is not None:
-        raise loc.error(bad, "NaN and infinite numbers are not accepted; give a finite number")
+        value = data
+        for part in bad:
+            value = value[part]
+        raise loc.error(bad, "NaN and infinite numbers are not accepted; give a finite number"
+                        if isinstance(value, float) else
+                        f"{shorten(str(value), 30)[1:-1]} is out of any range here (beyond 2**63)")
     base = _validate(data, loc, None)
     problem = name_problem(base.name, "experiment")
     if problem:

@@ -36,14 +36,14 @@ class ViewSpec(Named):
     """Augmented views of every training sample (for contrastive and self-distillation objectives):
     ``count`` draws of the named augmentation."""
 
-    count: int = Field(2, ge=1)
+    count: int = Field(2, ge=1, le=1024)
 
 
 class DataSpec(Named):
     views: ViewSpec | None = None
     batch_size: int = Field(128, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)
-    num_workers: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0, le=256)
     imbalance: float | None = Field(None, gt=0, le=1)
     labels: bool = Field(True, description="false: training reads no labels (label-free "
                                            "distillation); objectives that use labels are refused")
@@ -121,7 +121,7 @@ class Experiment(Strict):
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     baseline: str | None = None
     trainer: dict[str, Any] = Field(default_factory=dict)
-    threads: int = Field(1, ge=1, description="CPU threads for torch; 1 suits the small models")
+    threads: int = Field(1, ge=1, le=4096, description="CPU threads for torch; 1 suits the small models")
     continual: ContinualSpec | None = None
     evaluate: list[Named] = Field(default_factory=list)
 
@@ -139,10 +139,13 @@ def _registry_check(spec: Named, reg: registry.Registry, path: tuple) -> list[tu
         entry = reg.get(spec.name)
     except UserError as e:
         return [(path + ("role" if isinstance(spec, TeacherSpec) else "name",), e.message)]
+    given = spec.params()
     try:
-        entry.params.model_validate(spec.params())
+        checked = entry.params.model_validate(given)
     except ValidationError as e:
         return [(path + tuple(err["loc"]), describe(err, entry.params)) for err in e.errors()]
+    for key in given:  # the builders get the checked values ("8" -> 8), not the raw ones
+        spec.__pydantic_extra__[key] = getattr(checked, key)
     return []
 
 

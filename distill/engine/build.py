@@ -107,16 +107,6 @@ def build_teacher(exp: Experiment, data: DataModule, weights: str | None) -> Tea
         return role(network=net, **exp.teacher.params())
 
 
-def _probe(net: torch.nn.Module, x: torch.Tensor) -> ModelOutput:
-    """One forward pass in eval mode without gradients, leaving the network's state as it was."""
-    was_training = net.training
-    net.eval()
-    with torch.no_grad():
-        out = net(x)
-    net.train(was_training)
-    return out
-
-
 def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
                  task: int = 0, teacher_weights: str | None = None,
                  tasks=None) -> DistillationModule:
@@ -130,9 +120,8 @@ def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
         interpolate_init(student, teacher.network, exp.student.init.alpha)
     if teacher is not None:
         teacher.track(teacher.network, student)
-    x = torch.stack([data.train_set[i][0] for i in range(min(2, len(data.train_set)))])
-    s_out = _probe(student, x)
-    t_out = _probe(teacher, x) if teacher is not None else None
+    s_out = data.kind.probe(student, data)
+    t_out = data.kind.probe(teacher, data) if teacher is not None else None
     weights = (exp.teacher.checkpoint or teacher_weights) if exp.teacher is not None else None
     terms, seen = [], {}
     for i, spec in enumerate(exp.objectives):
@@ -141,13 +130,43 @@ def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
             objective = objectives.get(spec.name).target(**spec.params())
         objective.bind(BindContext(student=s_out, teacher=t_out, num_classes=data.num_classes,
                                    key=key, data=data, teacher_role=teacher, student_net=student,
-                                   teacher_weights=weights, experiment=exp, tasks=tasks))
+                                   teacher_weights=weights, experiment=exp, tasks=tasks,
+                                   task_kind=data.kind.name))
         seen[spec.name] = seen.get(spec.name, 0) + 1
         label = spec.name if seen[spec.name] == 1 else f"{spec.name}{seen[spec.name]}"
         terms.append(Term(label, objective, spec.weight, spec.warmup_epochs))
+    check_recipes(exp, student, teacher)
     return DistillationModule(student, teacher, terms, data.num_classes, exp.train.epochs,
                               exp.train.optimizer.model_dump(exclude_none=False),
-                              exp.train.schedule.model_dump(), task=task)
+                              exp.train.schedule.model_dump(), task=task, kind=data.kind)
+
+
+def check_recipes(exp: Experiment, student: torch.nn.Module, teacher: TeacherRole | None) -> None:
+    """Build each training recipe's optimiser and schedule once on throwaway copies of the
+    parameters' shapes, and each evaluator's device, so values the libraries refuse (Adam betas
+    above 1, a negative gamma, an unknown device) stop ``validate``, not a run after its teacher
+    stage. Nothing is trained and the networks are not touched."""
+    from distill.registry import optimizers, schedules
+
+    recipes = [("train", exp.train, student)]
+    if exp.teacher is not None and exp.teacher.train is not None and teacher is not None:
+        recipes.append(("teacher.train", exp.teacher.train, teacher.network))
+    for key, train, net in recipes:
+        params = [torch.nn.Parameter(torch.empty(0)) for _ in range(2)]
+        with user_values(f"{key}.optimizer"):
+            optimizer = optimizers.get(train.optimizer.name).target(params,
+                                                                  **train.optimizer.params())
+        with user_values(f"{key}.schedule"):
+            schedules.get(train.schedule.name).target(optimizer, epochs=train.epochs,
+                                                      **train.schedule.params())
+    for i, spec in enumerate(exp.evaluate):
+        device = spec.params().get("device")
+        if isinstance(device, str) and device != "auto":
+            with user_values(f"evaluate.{i}.device"):
+                kind = torch.device(device).type
+            if kind == "cuda" and not torch.cuda.is_available():
+                raise ConfigError(f"evaluate.{i}.device", f"{shorten(device)}: no GPU here; use "
+                                                          f"device: auto or cpu")
 
 
 def seeded(seed: int) -> None:
