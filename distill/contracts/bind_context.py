@@ -21,3 +21,4 @@ class BindContext:
     teacher_weights: str | None = None  # the teacher's weights file; per-teacher caches go beside it
     experiment: Any = None  # the resolved Experiment, e.g. to identify the training set
     tasks: Any = None  # the continual TaskSequence (None outside continual runs)
+    task_kind: str = "classification"  # the dataset's task kind (its name)

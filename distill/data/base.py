@@ -8,13 +8,14 @@ when the experiment asks for them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from distill.data.views import WithViews
+from distill.task_kinds import Classification, TaskKind
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Splits:
     num_classes: int
     input_shape: tuple
     augmented: bool = False  # True when the train transform is random (no teacher-output cache)
+    kind: TaskKind = field(default_factory=Classification)  # what the batches and metrics are
 
 
 class Indexed(Dataset):
@@ -82,6 +84,10 @@ class DataModule(L.LightningDataModule):
     @property
     def has_views(self) -> bool:
         return self.views is not None
+
+    @property
+    def kind(self) -> TaskKind:
+        return self.splits.kind
 
     @property
     def num_classes(self) -> int:

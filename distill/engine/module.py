@@ -8,15 +8,14 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
 
+from distill.contracts import ModelOutput, Step
 from distill.engine.rng_state import capture_rng, restore_rng
-from distill.contracts import Step
 from distill.engine.teacher_cache import TeacherCache
 from distill.errors import UserError
 from distill.objectives.base import Objective, ObjectiveHooks
 from distill.registry import optimizers, schedules
-from distill.contracts import ModelOutput
+from distill.task_kinds import Classification, TaskKind
 from students.taps import Tapped
 from teachers.role import TeacherRole
 
@@ -37,21 +36,18 @@ class Term:
         return self.weight * min(1.0, epoch / self.warmup_epochs)
 
 
-def split_views(out: ModelOutput, count: int) -> list[ModelOutput]:
-    """One forward pass over n*B stacked views -> n ModelOutputs of B rows each."""
-    chunks = {f: getattr(out, f).chunk(count) for f in out.available()}
-    return [ModelOutput(**{f: c[v] for f, c in chunks.items()}) for v in range(count)]
-
-
 class DistillationModule(L.LightningModule):
-    """Student + teacher role + objectives; logs ``train/<term>``, ``train/loss``, ``val/acc``.
+    """Student + teacher role + objectives; logs ``train/<term>``, ``train/loss`` and the task
+    kind's validation values ``val/<name>`` (``val/acc`` for classification).
 
-    ``history`` holds the validation accuracy of every finished epoch (saved in checkpoints), so
-    both the final-epoch and the best-epoch accuracy can be reported.
+    ``kind`` (the dataset's task kind) lays out the step and validates. ``history`` holds its
+    headline validation value of every finished epoch (saved in checkpoints), so both the
+    final-epoch and the best-epoch value can be reported.
     """
 
     def __init__(self, student: Tapped, teacher: TeacherRole | None, terms: list[Term],
-                 num_classes: int, epochs: int, optimizer: dict, schedule: dict, task: int = 0):
+                 num_classes: int, epochs: int, optimizer: dict, schedule: dict, task: int = 0,
+                 kind: TaskKind | None = None):
         super().__init__()
         self.student = student
         self.teacher = teacher
@@ -61,7 +57,8 @@ class DistillationModule(L.LightningModule):
         self.terms = terms
         self.epochs, self.task = epochs, task
         self.optimizer_spec, self.schedule_spec = optimizer, schedule
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.kind = kind or Classification()
+        self.val_metrics = nn.ModuleDict(self.kind.metrics(num_classes))
         self.teacher_fields = frozenset().union(*(t.objective.teacher_needs for t in terms))
         self.uses_views = any(t.objective.uses_views for t in terms)
         self.teacher_cache: TeacherCache | None = None
@@ -124,19 +121,9 @@ class DistillationModule(L.LightningModule):
         return self.teacher(x)
 
     def make_step(self, batch) -> Step:
-        """The step record; each forward pass runs when an objective first reads its output."""
-        x, y, index = batch[:3]
-        compute = {"student": lambda: self.student(x),
-                   "teacher": lambda: self.teacher_output(x, index)}
-        if self.uses_views:
-            views = batch[3].transpose(0, 1).flatten(0, 1)  # view-major: n*B x ...
-            count = batch[3].shape[1]
-            compute["student_views"] = lambda: split_views(self.student(views), count)
-            if self.teacher is not None and self.teacher_fields:
-                compute["teacher_views"] = lambda: split_views(self.teacher(views), count)
-        return Step(inputs=x, labels=y, index=index, epoch=self.current_epoch,
-                    max_epochs=self.epochs, global_step=self.global_step, task=self.task,
-                    compute=compute)
+        """The step record, laid out by the task kind; each forward pass runs when an objective
+        first reads its output."""
+        return self.kind.step(self, batch)
 
     def training_step(self, batch, batch_idx):
         step = self.make_step(batch)
@@ -175,12 +162,11 @@ class DistillationModule(L.LightningModule):
         return out.logits
 
     def validation_step(self, batch, batch_idx):
-        x, y = batch[0], batch[1]
-        self.val_acc.update(self.predict_logits(x), y)
+        self.kind.validation_step(self, batch)
 
     def on_validation_epoch_end(self):
-        acc = round(self.val_acc.compute().item() * 100, 4)  # no float32 noise in tables
-        self.val_acc.reset()
-        self.log("val/acc", acc, prog_bar=True)
+        values = self.kind.validation_end(self)
+        for name, value in values.items():
+            self.log(f"val/{name}", value, prog_bar=name == self.kind.headline)
         if not self.trainer.sanity_checking:
-            self.history.append(acc)
+            self.history.append(values[self.kind.headline])

@@ -27,6 +27,7 @@ class Objective(nn.Module, Callback):
     teacher_needs: ClassVar[frozenset[str]] = frozenset()
     uses_labels: ClassVar[bool] = False
     uses_views: ClassVar[bool] = False  # reads step.student_views / step.teacher_views
+    task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})  # the kinds it serves
 
     def __init__(self):
         nn.Module.__init__(self)
@@ -38,6 +39,11 @@ class Objective(nn.Module, Callback):
 
     def bind(self, ctx: BindContext) -> None:
         """Check the networks' outputs and create size-dependent parameters."""
+        if ctx.task_kind not in self.task_kinds:
+            kinds = " and ".join(sorted(self.task_kinds))
+            raise ConfigError(ctx.key, f"{self.registered_name} serves {kinds} tasks, but this "
+                                       f"dataset is a {ctx.task_kind} set; pick an objective of "
+                                       f"that kind (`distill list`)")
         if self.uses_views and not (ctx.data is not None and ctx.data.has_views):
             raise ConfigError(ctx.key, f"{self.registered_name} compares augmented views; add "
                                        f"`views: {{name: ..., count: 2}}` to `data:`")

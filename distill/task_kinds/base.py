@@ -1,0 +1,52 @@
+"""The task-kind contract (see the package docstring)."""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from distill.contracts import ModelOutput, Step
+
+
+class TaskKind:
+    """What a kind of task decides. ``name`` is what objectives list in ``task_kinds``;
+    ``headline`` the validation metric kept per epoch (``history``), logged as ``val/<headline>``.
+    """
+
+    name: ClassVar[str]
+    headline: ClassVar[str]
+
+    def metrics(self, num_classes: int) -> dict[str, nn.Module]:
+        """The validation metric modules (torchmetrics), kept on the LightningModule."""
+        raise NotImplementedError
+
+    def probe(self, net: nn.Module, data) -> ModelOutput:
+        """One forward pass of ``net`` on two training items, in eval mode without gradients,
+        leaving its state as it was (what objectives bind to)."""
+        raise NotImplementedError
+
+    def step(self, module, batch) -> Step:
+        """The step record of a training batch; forward passes run when an objective reads them."""
+        raise NotImplementedError
+
+    def validation_step(self, module, batch) -> None:
+        raise NotImplementedError
+
+    def validation_end(self, module) -> dict[str, float]:
+        """The epoch's validation values (logged as ``val/<name>``), metrics reset."""
+        raise NotImplementedError
+
+    def results(self, module, data, history: list[float]) -> dict[str, Any]:
+        """The stage's metrics for ``metrics.json`` and the results table."""
+        raise NotImplementedError
+
+
+def eval_forward(net: nn.Module, *inputs: torch.Tensor):
+    """``net(*inputs)`` in eval mode without gradients, leaving the network's mode as it was."""
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        out = net(*inputs)
+    net.train(was_training)
+    return out
