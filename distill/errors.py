@@ -5,6 +5,7 @@ import re
 
 ECHO_LIMIT = 60  # characters of a user value echoed in a message
 _LONG_TOKEN = 200  # a run of characters without spaces longer than this is shortened anyway
+_LONG_LINE = 1000  # a message longer than this keeps its start and its end
 
 
 def shorten(value, limit: int = ECHO_LIMIT) -> str:
@@ -21,8 +22,11 @@ def one_line(text: str) -> str:
     """``text`` as one printable line: line breaks and control characters escaped, any run of
     non-space characters longer than 200 cut to 60 with an ellipsis (an echoed huge value)."""
     text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return re.sub(r"\S{%d,}" % (_LONG_TOKEN + 1), lambda m: m.group(0)[:ECHO_LIMIT - 1] + "…",
+    text = re.sub(r"\S{%d,}" % (_LONG_TOKEN + 1), lambda m: m.group(0)[:ECHO_LIMIT - 1] + "…",
                   text)
+    if len(text) > _LONG_LINE:  # many short words of an echoed value: keep the start and the advice
+        text = text[:_LONG_LINE - 300] + " … " + text[-300:]
+    return text
 
 
 class UserError(Exception):

@@ -682,6 +682,7 @@ def test_resume_runs_the_kept_file_through_the_same_checks(tmp_path, capsys, ear
     ("role: frozen", "role: frozen\n  checkpoint: VALUE", "teacher.checkpoint"),
     ("seeds: [0]", "seeds: [0]\ntrainer: {accelerator: VALUE}", "trainer.accelerator"),
     ("{name: digits, batch_size: 64}", "{name: VALUE}", "data.name"),
+    ("{name: digits, batch_size: 64}", "{name: cifar10, root: VALUE}", "data.root"),
 ])
 @pytest.mark.parametrize("value", ["v" * 900_000, "a\\nb" * 1000, "x y " * 100_000])
 def test_a_huge_value_is_echoed_short_on_one_line(tmp_path, capsys, old, new, key, value):
@@ -698,6 +699,16 @@ def test_a_huge_variant_name_on_the_command_line(tmp_path, capsys):
     text = refused(capsys, ["run", f, "--variant", "v\n" * 2_500_000, "--out", tmp_path / "r"])
     assert text.startswith(f"{f}: --variant 'v\\nv\\n") and "no such variant" in text, text
     assert not (tmp_path / "r").exists()
+
+
+def test_any_message_stays_one_bounded_line():
+    from distill.errors import UserError
+    words = "x y " * 100_000
+    text = str(UserError(f"root {words}\nis missing; give download: true", "f.yaml", 3,
+                         "data.root"))
+    assert "\n" not in text and len(text) < 1100
+    assert text.startswith("f.yaml:3: data.root: root x y")
+    assert text.endswith("is missing; give download: true")
 
 
 def test_a_newline_in_a_value_is_escaped(tmp_path, capsys):

@@ -31,7 +31,7 @@ def _splits(name: str, params_json: str) -> Splits:
 def build_data(exp: Experiment, seed: int) -> DataModule:
     """The experiment's data module; dataset loading is cached within the process."""
     spec = exp.data
-    with user_values("data"):
+    with user_values("data.root" if "root" in spec.params() else "data"):
         try:
             splits = _splits(spec.name, json.dumps(spec.params(), sort_keys=True))
         except UserError as e:
@@ -81,7 +81,8 @@ def build_net(spec: NetSpec, data: DataModule, key: str) -> Tapped:
     try:
         with user_values(key):
             return build_network(spec.name, spec.params(), data.num_classes, data.input_shape,
-                                 spec.taps)
+                                 spec.taps, vocab_size=data.splits.vocab_size,
+                                 text_length=data.splits.text_length)
     except UserError as e:
         raise UserError(e.message, key=e.key or key) from None
 
