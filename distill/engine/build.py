@@ -81,8 +81,7 @@ def build_net(spec: NetSpec, data: DataModule, key: str) -> Tapped:
     try:
         with user_values(key):
             return build_network(spec.name, spec.params(), data.num_classes, data.input_shape,
-                                 spec.taps, vocab_size=data.splits.vocab_size,
-                                 text_length=data.splits.text_length)
+                                 spec.taps)
     except UserError as e:
         raise UserError(e.message, key=e.key or key) from None
 
