@@ -77,14 +77,25 @@ class _Builder:
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
-        return self.constructor.construct_object(node, deep=True)
+        return self._scalar(node)
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        """One scalar; a value its tag cannot read (``!!int abc``, 5000 digits) is a user error."""
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            raise UserError(f"not valid YAML: {shorten(node.value)} cannot be read as {tag}",
+                            line=node.start_mark.line + 1) from None
 
     def _key(self, key_node: yaml.Node) -> str:
         line = key_node.start_mark.line + 1
         if not isinstance(key_node, yaml.ScalarNode):
             kind = "a mapping" if isinstance(key_node, yaml.MappingNode) else "a list"
             raise UserError(f"a key cannot be {kind}; keys are names", line=line)
-        key = self.constructor.construct_object(key_node, deep=True)
+        key = self._scalar(key_node)
         if not isinstance(key, str):
             raise UserError(f"the key {shorten(key_node.value)} is read as "
                             f"{type(key).__name__}, not a name; quote it if it is meant as one",
