@@ -60,6 +60,8 @@ def cmd_run(args) -> int:
     from distill.engine.stage import RunPlan
     from distill.runner import run_experiment
 
+    if not str(args.out).strip():
+        raise UserError("--out '': give the folder the runs go to, e.g. --out runs")
     ef = _load(args)
     out = Path(args.out) / "_fast" if args.fast else Path(args.out)
     run_experiment(ef, out, args.seeds, RunPlan(fast=args.fast), say=_say)

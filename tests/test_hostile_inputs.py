@@ -561,6 +561,15 @@ def test_out_is_an_existing_file(tmp_path, capsys):
     assert out.read_text() == "a file"
 
 
+@pytest.mark.parametrize("out", ["", "  "])
+def test_an_empty_out_is_refused(tmp_path, capsys, monkeypatch, out):
+    monkeypatch.chdir(tmp_path)
+    f = write(tmp_path, GOOD)
+    text = refused(capsys, ["run", f, "--out", out])
+    assert text.startswith("--out '': give the folder"), text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.yaml"]
+
+
 def test_out_under_a_file(tmp_path, capsys):
     f = write(tmp_path, GOOD)
     (tmp_path / "plain").write_text("a file")
