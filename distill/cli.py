@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import sqlite3
 import sys
 import warnings
 from pathlib import Path
@@ -172,6 +173,10 @@ USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.
                   errno.ELOOP, errno.EFBIG}
 
 
+STORE_TROUBLE = ("disk is full", "unable to open database file", "readonly database",
+                 "disk I/O error", "locked")
+
+
 def _os_error_line(e: OSError, args) -> str | None:
     """One line for an OSError on a path the user gave (or under it), or None for anything else."""
     if e.errno not in USER_OS_ERRORS:
@@ -205,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             held.clear()
             code = 2
+        except sqlite3.OperationalError as e:  # the results store's file system, not a bug
+            if not any(p in str(e) for p in STORE_TROUBLE):
+                _show(held)
+                raise
+            held.clear()
+            store = Path(getattr(args, "out", None) or getattr(args, "dir", ".")) / "results.sqlite"
+            code, line = 2, one_line(f"{store}: {e}; check the disk and the folder's permissions")
     _show(held)
     if line is not None:
         print(line, file=sys.stderr)

@@ -840,6 +840,29 @@ def test_an_os_error_on_the_output_is_one_line_naming_the_path(tmp_path, capsys,
     assert text.startswith(f"{out / 'hostile' / 'experiment.yaml'}: {reason}"), text
 
 
+@pytest.mark.parametrize("message", ["database or disk is full", "unable to open database file",
+                                     "attempt to write a readonly database"])
+def test_a_store_the_file_system_refuses_is_one_line(tmp_path, capsys, monkeypatch, message):
+    def trouble(self):
+        raise sqlite3.OperationalError(message)
+
+    monkeypatch.setattr(ResultsStore, "check", trouble)
+    f = write(tmp_path, GOOD)
+    out = tmp_path / "runs"
+    text = refused(capsys, ["run", f, "--out", out])
+    assert text.startswith(f"{out / 'results.sqlite'}: {message}"), text
+
+
+def test_a_store_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    def bug(self):
+        raise sqlite3.OperationalError("near \"SELEC\": syntax error")
+
+    monkeypatch.setattr(ResultsStore, "check", bug)
+    f = write(tmp_path, GOOD)
+    with pytest.raises(sqlite3.OperationalError):
+        main(["run", str(f), "--out", str(tmp_path / "runs")])
+
+
 def test_an_os_error_that_is_not_about_a_user_path_keeps_its_traceback(tmp_path, capsys,
                                                                         monkeypatch):
     import distill.runner as runner
