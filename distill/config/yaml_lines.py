@@ -28,9 +28,9 @@ class LinedYAML:
 
 PLAIN_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
 MERGE_TAG = "tag:yaml.org,2002:merge"
-MAX_BYTES = 1_000_000  # an experiment file is a few kB; anything this large is a mistake
+MAX_BYTES = 100_000  # an experiment file is a few kB; anything this large is a mistake
 MAX_DEPTH = 100  # nesting of mappings and lists
-MAX_VALUES = 100_000  # values after expanding aliases (*name), against "billion laughs" files
+MAX_VALUES = 20_000  # values after expanding aliases (*name), against "billion laughs" files
 BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16",
         b"\xfe\xff": "UTF-16"}
 
@@ -63,8 +63,8 @@ class _Builder:
     def build(self, node: yaml.Node, path: Path_, depth: int = 0) -> Any:
         self.count += 1
         if self.count > MAX_VALUES:
-            raise UserError(f"not valid here: aliases (*name) expand to more than {MAX_VALUES} "
-                            f"values; write the values out or use fewer aliases",
+            raise UserError(f"not valid here: more than {MAX_VALUES} values, with aliases (*name) "
+                            f"expanded; an experiment file has a few hundred: use fewer aliases",
                             line=node.start_mark.line + 1)
         if depth > MAX_DEPTH:
             raise UserError(f"not valid here: aliases nest mappings and lists more than "
@@ -224,7 +224,7 @@ def read_text(path: str | Path, what: str = "experiment file") -> str:
     except OSError as e:
         raise UserError(f"cannot be read ({e.strerror or type(e).__name__})", file=file) from None
     if len(raw) > MAX_BYTES:
-        raise UserError(f"the file is larger than {MAX_BYTES // 1_000_000} MB; an {what} is a few "
+        raise UserError(f"the file is larger than {MAX_BYTES // 1000} kB; an {what} is a few "
                         f"kB of YAML", file=file)
     return decode(raw, file)
 
