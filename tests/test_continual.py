@@ -566,6 +566,7 @@ def test_split_cifar100_uses_the_prd_authors_recipe(tmp_path):
     assert views.params() == {"mean": MEAN, "std": STD}  # the recipe's values are the defaults
     assert exp.data.params().get("augment") is False  # the views hold the whole augmentation
     supcon = exp.objectives[0]
+    assert exp.continual.first_task_extra_epochs == 120  # the authors' n_warmup_epochs
     assert supcon.name == "supcon" and supcon.params() == {
         "temperature": 0.1, "projection_layers": 3, "hidden_dim": 512}
     base = build_data(exp, 0)
@@ -575,6 +576,19 @@ def test_split_cifar100_uses_the_prd_authors_recipe(tmp_path):
     width = module.student(torch.zeros(2, 3, 32, 32)).features.shape[1]
     assert [(m.in_features, m.out_features) for m in linears] == [(width, 512), (512, 512),
                                                                   (512, 128)]
+
+
+def test_the_first_task_trains_its_extra_epochs(tmp_path, capsys):
+    path = tmp_path / "seq.yaml"
+    path.write_text(SEQUENCE.replace("continual: {tasks: 3, setting: task-incremental}",
+                                     "continual: {tasks: 3, setting: task-incremental, "
+                                     "first_task_extra_epochs: 2}"))
+    code, _, err = run_cli(["run", str(path), "--variant", "lwf", "--out", str(tmp_path / "runs")],
+                           capsys)
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "runs" / "seq" / "lwf" / "seed0" /
+                           "manifest.json").read_text())
+    assert [entry["epochs"] for entry in manifest["completed"]] == [3, 1, 1]
 
 
 # -- validation ---------------------------------------------------------------------------------

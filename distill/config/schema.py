@@ -102,12 +102,15 @@ class ContinualSpec(Strict):
     """A task sequence: the dataset's classes in ``order`` (a permutation, ``seed``: drawn from the
     run's seed, default 0..C-1) cut into ``tasks`` groups, one ``Trainer.fit`` per task.
     ``setting`` says whether the task is known at test time: task-incremental reports the
-    task-aware and the task-agnostic accuracy matrix, class-incremental the task-agnostic one."""
+    task-aware and the task-agnostic accuracy matrix, class-incremental the task-agnostic one.
+    ``first_task_extra_epochs``: the first task trains that many epochs more than the others."""
 
     tasks: int = Field(ge=1)
     split: Literal["classes"] = "classes"
     order: list[int] | Literal["seed"] | None = None
     setting: Literal["task-incremental", "class-incremental"] = "task-incremental"
+    first_task_extra_epochs: int = Field(0, ge=0, description="epochs the first task trains on "
+                                         "top of train.epochs (the PRD authors' warm-up: 120)")
 
 
 class Experiment(Strict):

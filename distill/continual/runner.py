@@ -74,11 +74,22 @@ def read_checkpoint(path: Path) -> dict:
     return SafeCheckpointIO().load_checkpoint(path)
 
 
+def task_experiment(exp: Experiment, task: int) -> Experiment:
+    """``exp`` as task ``task`` trains: the first task takes ``continual.first_task_extra_epochs``
+    epochs more than ``train.epochs`` (its schedule spans them all)."""
+    extra = exp.continual.first_task_extra_epochs if task == 0 else 0
+    if not extra:
+        return exp
+    train = exp.train.model_copy(update={"epochs": exp.train.epochs + extra})
+    return exp.model_copy(update={"train": train})
+
+
 def train_task(exp: Experiment, base: DataModule, tasks: TaskSequence, task: int, seed: int,
                run_dir: Path, label: str, plan: RunPlan,
                teacher_weights: str | None = None) -> DistillationModule:
     """Task ``task`` from the end of the previous one (or from its own checkpoint);
     ``teacher_weights``: the teacher stage's weights, for a frozen teacher."""
+    exp = task_experiment(exp, task)
     seeded(task_seed(seed, task))
     data = task_data(base, tasks, task, task_seed(seed, task))
     module = build_module(exp, data, build_teacher(exp, data, teacher_weights), task=task,
