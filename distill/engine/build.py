@@ -80,10 +80,13 @@ def user_values(key: str):
 def build_net(spec: NetSpec, data: DataModule, key: str) -> Tapped:
     try:
         with user_values(key):
-            return build_network(spec.name, spec.params(), data.num_classes, data.input_shape,
-                                 spec.taps)
+            net = build_network(spec.name, spec.params(), data.num_classes, data.input_shape,
+                                spec.taps, vocab_size=data.splits.vocab_size,
+                                text_length=data.splits.text_length)
     except UserError as e:
         raise UserError(e.message, key=e.key or key) from None
+    data.kind.check_network(net, spec.name, f"{key}.name")
+    return net
 
 
 def teacher_net_spec(exp: Experiment) -> NetSpec:

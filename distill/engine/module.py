@@ -92,7 +92,7 @@ class DistillationModule(L.LightningModule):
         if self.teacher is not None:
             self.teacher.plan_steps(self.trainer.estimated_stepping_batches)
         if (self.teacher is not None and self.teacher_fields and self.teacher.static
-                and data is not None and not data.splits.augmented):
+                and self.kind.caches_teacher and data is not None and not data.splits.augmented):
             self.teacher_cache = TeacherCache(self.teacher_fields)
             self.teacher_cache.fill(self.teacher, data.train_eval_dataloader(),
                                     len(data.splits.train), self.device)

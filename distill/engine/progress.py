@@ -8,7 +8,8 @@ from lightning.pytorch.callbacks import Callback, RichProgressBar
 
 
 class EpochLine(Callback):
-    """Prints ``[run] epoch 3/30  loss 0.812  val/acc 71.20  (2.1 s)`` after each epoch."""
+    """Prints ``[run] epoch 3/30  loss 0.812  val/acc 71.20  (2.1 s)`` after each epoch (the task
+    kind's headline validation value: ``val/acc``, ``val/rsum``)."""
 
     def __init__(self, label: str, stream=None):
         self.label = label
@@ -21,7 +22,8 @@ class EpochLine(Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         m = trainer.callback_metrics
         parts = [f"[{self.label}] epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
-        for key, fmt in (("train/loss", ".4f"), ("val/acc", ".2f")):
+        headline = f"val/{pl_module.kind.headline}" if hasattr(pl_module, "kind") else "val/acc"
+        for key, fmt in (("train/loss", ".4f"), (headline, ".2f")):
             if key in m:
                 parts.append(f"{key} {float(m[key]):{fmt}}")
         parts.append(f"({time.perf_counter() - self.started:.1f} s)")

@@ -176,9 +176,7 @@ def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
     started = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     history = module.history
-    # the student's classifier accuracy means something only if an objective trained it on labels
-    trained_on_labels = any(term.objective.uses_labels for term in module.terms)
-    metrics = {"top1": history[-1], "top1_best": max(history)} if trained_on_labels else {}
+    metrics = module.kind.results(module, data, history)
     for spec in exp.evaluate:
         metrics.update(evaluators.get(spec.name).target(**spec.params())(module, data))
     metrics.update(epochs=len(history), train_seconds=round(time.perf_counter() - started, 2))

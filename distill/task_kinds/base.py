@@ -16,10 +16,15 @@ class TaskKind:
 
     name: ClassVar[str]
     headline: ClassVar[str]
+    caches_teacher: ClassVar[bool] = True  # a frozen teacher's outputs may be cached per sample
 
     def metrics(self, num_classes: int) -> dict[str, nn.Module]:
         """The validation metric modules (torchmetrics), kept on the LightningModule."""
         raise NotImplementedError
+
+    def check_network(self, net: nn.Module, name: str, key: str) -> None:
+        """Refuse a network (registered as ``name``) that cannot serve this kind (ConfigError at
+        ``key``)."""
 
     def probe(self, net: nn.Module, data) -> ModelOutput:
         """One forward pass of ``net`` on two training items, in eval mode without gradients,

@@ -6,6 +6,7 @@ import torch
 from torchmetrics.classification import MulticlassAccuracy
 
 from distill.contracts import ModelOutput, Step
+from distill.errors import ConfigError
 from distill.task_kinds.base import TaskKind, eval_forward
 
 
@@ -21,6 +22,11 @@ class Classification(TaskKind):
 
     def metrics(self, num_classes):
         return {"acc": MulticlassAccuracy(num_classes, average="micro")}
+
+    def check_network(self, net, name, key):
+        if hasattr(net.net, "encode_texts"):
+            raise ConfigError(key, f"network {name!r} embeds images and captions (retrieval); "
+                                   f"this is a classification set")
 
     def probe(self, net, data):
         x = torch.stack([data.train_set[i][0] for i in range(min(2, len(data.train_set)))])
