@@ -134,7 +134,7 @@ class Registry:
 
 objectives = Registry("objective")
 teachers = Registry("teacher role", skip=("network",))
-networks = Registry("network", skip=("num_classes", "input_shape"))
+networks = Registry("network", skip=("num_classes", "input_shape", "vocab_size", "text_length"))
 datasets = Registry("dataset")
 optimizers = Registry("optimizer", skip=("params",))
 schedules = Registry("schedule", skip=("optimizer", "epochs"))

@@ -28,17 +28,21 @@ from distill.results.store import ResultsStore
 
 
 def teacher_stage(exp: Experiment) -> Experiment:
-    """The teacher's own training: its network as a student of the labels (cross-entropy)."""
+    """The teacher's own training: its network as a student of the labels, with
+    ``teacher.objectives`` (default: cross-entropy)."""
     spec = exp.teacher
     return exp.model_copy(update={
         "teacher": None, "student": StudentSpec(net=teacher_net_spec(exp)), "train": spec.train,
-        "objectives": [ObjectiveSpec(name="ce")], "variants": {}})
+        "objectives": spec.objectives or [ObjectiveSpec(name="ce")], "variants": {}})
 
 
 def teacher_identity(exp: Experiment) -> dict:
     """What decides the teacher's weights: its network, data and recipe."""
-    return {"net": teacher_net_spec(exp).model_dump(), "data": exp.data.model_dump(),
-            "train": exp.teacher.train.model_dump(), "seed": exp.teacher.seed}
+    identity = {"net": teacher_net_spec(exp).model_dump(), "data": exp.data.model_dump(),
+                "train": exp.teacher.train.model_dump(), "seed": exp.teacher.seed}
+    if exp.teacher.objectives:
+        identity["objectives"] = [o.model_dump() for o in exp.teacher.objectives]
+    return identity
 
 
 def needs_teacher_stage(exp: Experiment) -> bool:

@@ -42,7 +42,8 @@ def as_tokens(t: torch.Tensor) -> torch.Tensor:
 
 
 class Tapped(nn.Module):
-    """Wraps a network whose forward returns logits; taps fill the other fields of ModelOutput.
+    """Wraps a network whose forward returns logits (or a ModelOutput, e.g. a dual encoder's two
+    embeddings); taps fill the other fields of ModelOutput.
 
     ``taps`` maps a ModelOutput field (features, tokens, embedding) to a tap spec. ``features`` taps
     are flattened to B x D, ``tokens`` taps go through :func:`as_tokens`.
@@ -75,11 +76,11 @@ class Tapped(nn.Module):
             self._seen[field] = output[0] if isinstance(output, (tuple, list)) else output
         return hook
 
-    def forward(self, x: torch.Tensor) -> ModelOutput:
+    def forward(self, *inputs: torch.Tensor) -> ModelOutput:
         self._seen = {}
-        logits = self.net(x)
+        result = self.net(*inputs)
         seen, self._seen = {f: t[:, self._skip[f]:] for f, t in self._seen.items()}, {}
-        out = ModelOutput(logits=logits)
+        out = result if isinstance(result, ModelOutput) else ModelOutput(logits=result)
         if "features" in seen:
             out.features = seen["features"].flatten(1)
         if "tokens" in seen:

@@ -57,11 +57,11 @@ class TeacherRole(nn.Module):
             self.network.eval()
         return self
 
-    def forward(self, x: torch.Tensor) -> ModelOutput:
+    def forward(self, *inputs: torch.Tensor) -> ModelOutput:
         if self.trainable:
-            return self.network(x)
+            return self.network(*inputs)
         with torch.no_grad():
-            return self.network(x)
+            return self.network(*inputs)
 
     @property
     def static(self) -> bool:

@@ -82,6 +82,11 @@ class StudentSpec(Strict):
     init: InitSpec = Field(default_factory=InitSpec)
 
 
+class ObjectiveSpec(Named):
+    weight: float = Field(1.0, ge=0)
+    warmup_epochs: int = Field(0, ge=0)
+
+
 class TeacherSpec(Named):
     """``role`` picks the teacher role; ``net`` defaults to the student's network."""
 
@@ -91,11 +96,8 @@ class TeacherSpec(Named):
     checkpoint: str | None = None
     train: TrainSpec | None = None
     seed: Seed = 0
-
-
-class ObjectiveSpec(Named):
-    weight: float = Field(1.0, ge=0)
-    warmup_epochs: int = Field(0, ge=0)
+    objectives: list[ObjectiveSpec] | None = Field(
+        None, min_length=1, description="the teacher stage's objectives (default: ce)")
 
 
 class ContinualSpec(Strict):
@@ -190,6 +192,8 @@ def check_named_parts(exp: Experiment) -> list[tuple[tuple, str]]:
             errors += _registry_check(exp.teacher.net, registry.networks, ("teacher", "net"))
     for i, spec in enumerate(exp.objectives):
         errors += _registry_check(spec, registry.objectives, ("objectives", i))
+    for i, spec in enumerate(exp.teacher.objectives or [] if exp.teacher else []):
+        errors += _registry_check(spec, registry.objectives, ("teacher", "objectives", i))
     for i, spec in enumerate(exp.evaluate):
         errors += _registry_check(spec, registry.evaluators, ("evaluate", i))
     return errors

@@ -1,5 +1,5 @@
 """Datasets: embedded (mnist1d, digits) and torchvision sets read from a local root."""
-from distill.data import embedded, vision  # noqa: F401  (registration)
+from distill.data import digit_captions, embedded, karpathy, vision  # noqa: F401  (registration)
 from distill.data.base import DataModule, Splits
 
 __all__ = ["DataModule", "Splits"]

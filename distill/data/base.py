@@ -30,6 +30,8 @@ class Splits:
     input_shape: tuple
     augmented: bool = False  # True when the train transform is random (no teacher-output cache)
     kind: TaskKind = field(default_factory=Classification)  # what the batches and metrics are
+    vocab_size: int | None = None  # text: the tokenizer's vocabulary (retrieval, generation)
+    text_length: int | None = None  # text: tokens per caption or sequence
 
 
 class Indexed(Dataset):

@@ -1,2 +1,3 @@
 """Imports every objective module so each registers its name."""
-from distill.objectives import ce, dino, kd, lwf, nd, prd, supcon, trg  # noqa: F401
+from distill.objectives import (ce, dcd, dino, itc, itm, kd, lwf, nd, prd, score_kd,  # noqa: F401
+                                supcon, trg)

@@ -13,16 +13,29 @@ column 0):
 - ``L_h = sum_q h_q * BCEWithLogits(s_S_q, onehot(0))`` (mean over the K candidates);
 - ``L = alpha * L_d + (1 - alpha) * L_h``, alpha = 0.2, T = 1.
 
+The teacher scores ``candidates`` captions per query image (its own and random irrelevant ones of
+the batch; the authors draw them from the dataset) and keeps the hardest ``hard_negatives`` (7)
+with the positive first; teacher and student scores are compared on the same columns. (The
+released code gathers the teacher's scores in the teacher's rank order but puts the positive first
+for the student, so the two disagree on the columns whenever the teacher does not rank the
+positive first; we align them.)
+
 ``weighting: none`` is the authors' released code (``meter/modules/KD_loss.py``): it reduces the
 MSE over the whole batch before weighting, and the weights sum to 1, so ``L_d = T^2 * MSE`` over
 all scores.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
+
+from distill.errors import ConfigError
+from distill.objectives.base import Objective
+from distill.objectives.candidates import hardest, sample_candidates
+from distill.registry import objectives
 
 
 def dcd_loss(student_scores: torch.Tensor, teacher_scores: torch.Tensor, alpha: float = 0.2,
@@ -46,3 +59,45 @@ def dcd_loss(student_scores: torch.Tensor, teacher_scores: torch.Tensor, alpha: 
     else:
         distill = T * T * F.mse_loss(student_scores / T, teacher_scores / T)
     return {"distill": alpha * distill, "hard": (1 - alpha) * hard}
+
+
+@objectives.register("dcd")
+class DynamicContrastiveDistillation(Objective):
+    """DCD (retrieval): the teacher scores each query image's ``candidates`` captions (its own
+    and random irrelevant ones of the batch), keeps its ``hard_negatives`` hardest with the
+    positive first; the student scores those; ``alpha * L_d + (1 - alpha) * L_h``."""
+
+    student_needs = frozenset({"embedding", "text_embedding"})
+    teacher_needs = frozenset({"embedding", "text_embedding"})
+    uses_labels = True
+    task_kinds = frozenset({"retrieval"})
+
+    def __init__(self, candidates: Annotated[int, Field(ge=2)] = 16,
+                 hard_negatives: Annotated[int, Field(ge=1)] = 7,
+                 alpha: Annotated[float, Field(ge=0, le=1)] = 0.2, temperature: float = 1.0,
+                 weighting: Literal["dynamic", "none"] = "dynamic"):
+        super().__init__()
+        self.candidates, self.hard_negatives = candidates, hard_negatives
+        self.alpha, self.temperature, self.weighting = alpha, temperature, weighting
+
+    def bind(self, ctx):
+        super().bind(ctx)
+        if self.hard_negatives + 1 > self.candidates:
+            raise ConfigError(f"{ctx.key}.hard_negatives",
+                              f"{self.hard_negatives} hard negatives plus the positive is more "
+                              f"than the {self.candidates} candidates the teacher scores; raise "
+                              f"candidates or lower hard_negatives")
+        batch = ctx.experiment.data.batch_size if ctx.experiment is not None else None
+        if batch is not None and self.candidates > batch:
+            raise ConfigError(f"{ctx.key}.candidates",
+                              f"{self.candidates} candidates per query, but a batch holds "
+                              f"{batch} captions; lower candidates or raise data.batch_size")
+
+    def forward(self, step):
+        pool = sample_candidates(step.labels, self.candidates)
+        q = pool[:, 0]
+        teacher = step.extra["teacher_scores"](q, pool)
+        keep = hardest(teacher, self.hard_negatives + 1)
+        chosen = pool.gather(1, keep)
+        return dcd_loss(step.extra["student_scores"](q, chosen), teacher.gather(1, keep),
+                        self.alpha, self.temperature, self.weighting)

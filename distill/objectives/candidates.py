@@ -1,0 +1,26 @@
+"""Candidate captions for each query image of a batch, shared by the retrieval objectives that
+score lists of candidates (score distillation, DCD): the query's own caption first, then random
+captions of the batch that are not relevant to it (another relevance key)."""
+from __future__ import annotations
+
+import torch
+
+
+def sample_candidates(keys: torch.Tensor, count: int) -> torch.Tensor:
+    """B x ``count`` caption rows of the batch: row i starts with i (its own caption), then
+    ``count - 1`` distinct random rows whose key differs from ``keys[i]`` (torch's generator).
+    A batch with fewer such rows fills the remaining columns with relevant rows; keep ``count``
+    well below the batch size."""
+    noise = torch.rand(len(keys), len(keys), device=keys.device)
+    noise = noise.masked_fill(keys[:, None] == keys[None, :], -1.0)
+    negatives = noise.topk(count - 1, dim=1).indices
+    own = torch.arange(len(keys), device=keys.device)[:, None]
+    return torch.cat([own, negatives], dim=1)
+
+
+def hardest(teacher_scores: torch.Tensor, keep: int) -> torch.Tensor:
+    """Columns (B x ``keep``) of the teacher's hardest candidates: the positive (column 0) first,
+    then the ``keep - 1`` negatives the teacher scores highest, in its order. The same as keeping
+    the teacher's top ``keep`` and forcing the positive in (the DCD authors' selection)."""
+    negatives = teacher_scores[:, 1:].topk(keep - 1, dim=1).indices + 1
+    return torch.cat([torch.zeros_like(negatives[:, :1]), negatives], dim=1)

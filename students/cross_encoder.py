@@ -1,0 +1,90 @@
+"""Cross encoder for image-text retrieval: image patches and caption tokens attend to each other
+in joint transformer layers, and a head scores the pair (ViLT / METER-style matching). It is
+accurate and slow: every (image, caption) pair is one forward pass. Its single-modality towers
+also give embeddings (ALBEF's contrastive head) that rank a gallery coarsely; the joint score then
+re-ranks the top candidates."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from distill.contracts import ModelOutput
+from distill.registry import networks
+from students.taps import Tapped
+from students.towers import ImageTower, TextTower, masked_mean
+
+
+class CrossEncoder(nn.Module):
+    """``forward(images, texts)``: the towers' normalised ``embedding`` / ``text_embedding``;
+    ``joint(sides(images, texts), image_rows, text_rows)``: joint scores of any pairs of those
+    items, each item's towers run once (``match``: the aligned pairs)."""
+
+    fused = True
+
+    def __init__(self, input_shape: tuple, vocab_size: int, text_length: int, image: str,
+                 image_args: dict, dim: int, embed_dim: int, text_layers: int,
+                 joint_layers: int, heads: int):
+        super().__init__()
+        self.image = ImageTower(image, image_args, input_shape, dim)
+        self.text = TextTower(vocab_size, text_length, dim, text_layers, heads)
+        self.image_head = nn.Linear(dim, embed_dim)
+        self.text_head = nn.Linear(dim, embed_dim)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.side = nn.Parameter(torch.zeros(2, dim))  # which modality a token comes from
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True)
+        self.joint_layers = nn.TransformerEncoder(layer, joint_layers,
+                                                  enable_nested_tensor=False)
+        self.match_head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 1))
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.log_scale.clamp(max=math.log(100)).exp()
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.image_head(masked_mean(self.image(images))), dim=-1)
+
+    def encode_texts(self, texts: torch.Tensor) -> torch.Tensor:
+        tokens, mask = self.text(texts)
+        return F.normalize(self.text_head(masked_mean(tokens, mask)), dim=-1)
+
+    def forward(self, images: torch.Tensor, texts: torch.Tensor) -> ModelOutput:
+        return ModelOutput(embedding=self.encode_images(images),
+                           text_embedding=self.encode_texts(texts))
+
+    def sides(self, images: torch.Tensor, texts: torch.Tensor):
+        """What the joint layers read of each image and caption, computed once per item: image
+        tokens, caption tokens and the caption mask."""
+        text_tokens, mask = self.text(texts)
+        return self.image(images) + self.side[0], text_tokens + self.side[1], mask
+
+    def joint(self, sides, image_rows: torch.Tensor, text_rows: torch.Tensor) -> torch.Tensor:
+        """The joint score (a logit: relevant or not) of the pairs (image_rows[k], text_rows[k])
+        of the items ``sides`` was computed for."""
+        image_tokens, text_tokens, mask = sides
+        image_tokens, text_tokens, mask = (image_tokens[image_rows], text_tokens[text_rows],
+                                           mask[text_rows])
+        cls = self.cls.expand(len(image_rows), -1, -1)
+        tokens = torch.cat([cls, image_tokens, text_tokens], dim=1)
+        keep = torch.cat([torch.ones(len(image_rows), 1 + image_tokens.shape[1],
+                                     dtype=torch.bool, device=mask.device), mask], dim=1)
+        return self.match_head(self.joint_layers(tokens, src_key_padding_mask=~keep)[:, 0])\
+            .squeeze(-1)
+
+    def match(self, images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+        """The joint score of each aligned (image, caption) pair, B."""
+        rows = torch.arange(len(images), device=images.device)
+        return self.joint(self.sides(images, texts), rows, rows)
+
+
+@networks.register("cross_encoder")
+def cross_encoder(input_shape: tuple, vocab_size: int, text_length: int, image: str = "small_cnn",
+                  image_args: dict | None = None, dim: int = 64, embed_dim: int = 64,
+                  text_layers: int = 1, joint_layers: int = 2, heads: int = 4) -> Tapped:
+    """Cross encoder (retrieval): image patches and caption tokens in joint transformer layers,
+    a matching head per pair; its towers' embeddings rank a gallery coarsely for re-ranking."""
+    return Tapped(CrossEncoder(input_shape, vocab_size, text_length, image, image_args or {}, dim,
+                               embed_dim, text_layers, joint_layers, heads), {})
