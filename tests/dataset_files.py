@@ -65,3 +65,26 @@ def write_cifar100(root):
     write_py2_pickle(folder / "meta", {"fine_label_names": [f"f{i}" for i in range(100)],
                                        "coarse_label_names": [f"c{i}" for i in range(20)]})
     return train, test
+
+
+def write_karpathy(root, images=12, per_image=3, name="dataset_flickr30k.json", splits=None):
+    """A tiny Karpathy split file and its JPEG images under ``root/images``: the first two thirds
+    train, the rest test; returns the entries."""
+    import json
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    colours = ["red", "green", "blue", "yellow"]
+    entries = []
+    for i in range(images):
+        pixels = rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "images" / f"{i:04d}.jpg", quality=90)
+        split = (splits or {}).get(i, "train" if i < 2 * images // 3 else "test")
+        entries.append({"filename": f"{i:04d}.jpg", "imgid": i, "split": split,
+                        "sentences": [{"raw": f"A {colours[(i + k) % 4]} picture number {i} "
+                                              f"seen {k} times.", "imgid": i, "sentid": i * 10 + k}
+                                      for k in range(per_image)]})
+    (root / name).write_text(json.dumps({"images": entries, "dataset": "flickr30k"}))
+    return entries
