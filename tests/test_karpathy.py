@@ -52,7 +52,7 @@ def test_the_flickr30k_file_validates_and_runs_fast_on_a_tiny_split(tmp_path, ca
                  "--variant", "dcd", *sets]) == 0, capsys.readouterr().err
     metrics = json.loads((out / "_fast" / "dcd_flickr30k" / "dcd" / "seed0" / "metrics.json")
                          .read_text())
-    assert {"i2t_r1", "t2i_r10", "rsum", "latency_i2t_ms"} <= set(metrics)
+    assert {"i2t_r1", "t2i_r10", "rsum", "latency_i2t_us"} <= set(metrics)
 
 
 def test_missing_images_are_one_line_at_validate(tmp_path, capsys):

@@ -25,6 +25,14 @@ METRIC_NOTES = {
                    "features",
     "knn_raw": "k-NN test accuracy (%), cosine similarity, majority vote, on the raw input",
     **metric_notes(),  # continual learning: til_/cil_ avg_acc, avg_inc_acc, forgetting, bwt
+    **{f"{d}_r{k}": f"{'image -> text' if d == 'i2t' else 'text -> image'} R@{k}: % of test "
+                    f"queries with a relevant item among the top {k} of the whole gallery"
+       for d in ("i2t", "t2i") for k in (1, 5, 10)},
+    "rsum": "the sum of the six R@K at the final epoch",
+    "rsum_best": "the best RSUM over epochs",
+    "latency_i2t_us": "microseconds per image query: encoding it and ranking the caption gallery "
+                      "(a cross encoder also re-scores its top candidates jointly)",
+    "latency_t2i_us": "microseconds per caption query, likewise against the image gallery",
 }
 
 

@@ -31,6 +31,17 @@ def lower_is_better(metric: str) -> bool:
     return any(word in metric.lower() for word in LOWER_IS_BETTER)
 
 
+# retrieval: R@K by direction, then their sum, then the time per query
+PREFERRED = tuple(f"{d}_r{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)) + \
+    ("rsum", "rsum_best", "latency_i2t_us", "latency_t2i_us")
+
+
+def metric_order(metric: str) -> tuple:
+    """Columns in the order a reader expects: the retrieval metrics as in papers (image -> text
+    R@1/5/10, text -> image, RSUM, latency), every other metric alphabetically."""
+    return (PREFERRED.index(metric), "") if metric in PREFERRED else (len(PREFERRED), metric)
+
+
 @dataclass(frozen=True)
 class Cell:
     """One variant's values of one metric, one per seed."""
@@ -68,7 +79,7 @@ class MethodTable:
                   notes: dict[str, str] | None = None) -> "MethodTable":
         """Build the table from results-store rows of one experiment.
 
-        ``metrics``: the columns (default: every metric, sorted); ``order``: the variants shown
+        ``metrics``: the columns (default: every metric, in :func:`metric_order`); ``order``: the variants shown
         first, in this order (the others follow alphabetically); ``baseline``: the variant the
         differences are taken to (default: the first shown); ``notes``: metric definitions for the
         caption (those of the metrics shown are kept).
@@ -83,7 +94,7 @@ class MethodTable:
             key = (row["variant"], row["seed"], row["metric"])
             if key not in final or row["task"] > final[key]["task"]:
                 final[key] = row
-        available = sorted({metric for _, _, metric in final})
+        available = sorted({metric for _, _, metric in final}, key=metric_order)
         metrics = list(metrics) if metrics else available
         for metric in metrics:
             if metric not in available:

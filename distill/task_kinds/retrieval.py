@@ -116,8 +116,8 @@ class Retrieval(TaskKind):
         values, seconds = self.evaluate(module.student.net, images.to(module.device),
                                         keys.to(module.device))
         return {**values, "rsum_best": max(history),
-                "latency_i2t_ms": round(1000 * seconds["i2t"] / len(images), 4),
-                "latency_t2i_ms": round(1000 * seconds["t2i"] / len(self.texts), 4)}
+                "latency_i2t_us": round(1e6 * seconds["i2t"] / len(images), 2),
+                "latency_t2i_us": round(1e6 * seconds["t2i"] / len(self.texts), 2)}
 
     @torch.no_grad()
     def evaluate(self, net, images: torch.Tensor, image_keys: torch.Tensor):
