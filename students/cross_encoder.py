@@ -40,9 +40,10 @@ class CrossEncoder(nn.Module):
                                                   enable_nested_tensor=False)
         self.match_head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 1))
 
-    @property
-    def scale(self) -> torch.Tensor:
-        return self.log_scale.clamp(max=math.log(100)).exp()
+    def score(self, image_embedding: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
+        """The towers' coarse scores, ``scale * cos``, of embeddings that broadcast."""
+        scale = self.log_scale.clamp(max=math.log(100)).exp()
+        return scale * (image_embedding * text_embedding).sum(-1)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.image_head(masked_mean(self.image(images))), dim=-1)

@@ -1,6 +1,8 @@
-"""Dual encoder for image-text retrieval: each side embedded once, scores are scaled cosines
-(CLIP, Radford et al. 2021), so a gallery is embedded once and each query costs one encoding and
-one matrix product."""
+"""Dual encoder for image-text retrieval: each side embedded once, scores are scaled cosines plus a
+bias (CLIP's learnt scale, Radford et al. 2021; SigLIP's learnt bias, Zhai et al. 2023), so a
+gallery is embedded once and each query costs one encoding and one matrix product. The bias does
+not change any ranking or any softmax over candidates; it lets sigmoid and score-matching losses
+(DCD's, against a cross encoder's logits) place the scores where they need them."""
 from __future__ import annotations
 
 import math
@@ -17,7 +19,8 @@ from students.towers import ImageTower, TextTower, masked_mean
 
 class DualEncoder(nn.Module):
     """``forward(images, texts)``: L2-normalised ``embedding`` (images) and ``text_embedding``;
-    ``scale`` (learnt, CLIP's 1/0.07 to start) turns their cosines into scores."""
+    ``score`` turns their cosines into scores, ``scale * cos + bias`` (learnt; CLIP's 1/0.07 and
+    0 to start)."""
 
     fused = False
 
@@ -29,10 +32,12 @@ class DualEncoder(nn.Module):
         self.image_head = nn.Linear(dim, embed_dim)
         self.text_head = nn.Linear(dim, embed_dim)
         self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.bias = nn.Parameter(torch.zeros(()))
 
-    @property
-    def scale(self) -> torch.Tensor:
-        return self.log_scale.clamp(max=math.log(100)).exp()
+    def score(self, image_embedding: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
+        """Scores of embeddings that broadcast against each other (``... x E`` -> ``...``)."""
+        scale = self.log_scale.clamp(max=math.log(100)).exp()
+        return scale * (image_embedding * text_embedding).sum(-1) + self.bias
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.image_head(masked_mean(self.image(images))), dim=-1)

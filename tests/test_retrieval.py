@@ -239,3 +239,20 @@ def test_a_retrieval_network_on_a_classification_set_is_one_line(tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "student.net: network 'dual_encoder' reads text" in err, err
+
+
+def test_the_dual_encoders_bias_moves_scores_but_no_ranking_or_softmax():
+    from distill.task_kinds.retrieval import PairScorer
+    net = build_network("dual_encoder", {"dim": 16, "embed_dim": 8}, **SHAPES).eval()
+    images, texts = toy_batch()
+    out = net(images, texts)
+    scorer = PairScorer(net.net, lambda: out, images, texts, grad=False)
+    q, c = torch.arange(5), torch.tensor([[0, 1, 2]] * 5)
+    before, matrix = scorer(q, c), scorer.similarity()
+    with torch.no_grad():
+        net.net.bias.fill_(3.0)
+    assert torch.allclose(scorer(q, c), before + 3.0)
+    assert torch.allclose(itc_loss(scorer.similarity(), torch.arange(5)),
+                          itc_loss(matrix, torch.arange(5)))
+    cos = (out.embedding[:, None] * out.text_embedding[c]).sum(-1)
+    assert torch.allclose(before, net.net.log_scale.exp() * cos, atol=1e-5)

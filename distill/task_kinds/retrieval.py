@@ -44,7 +44,7 @@ class PairScorer:
                                         c.flatten())
             return scores.view(c.shape)
         out = self.output()
-        return self.net.scale * (out.embedding[q, None, :] * out.text_embedding[c]).sum(-1)
+        return self.net.score(out.embedding[q, None, :], out.text_embedding[c])
 
     def sides(self):
         """The cross encoder's per-item tokens of this batch, computed once."""
@@ -53,9 +53,9 @@ class PairScorer:
         return self._sides
 
     def similarity(self) -> torch.Tensor:
-        """Every image of the batch against every caption by the embeddings (B x B, scaled)."""
+        """Every image of the batch against every caption by the embeddings (B x B)."""
         out = self.output()
-        return self.net.scale * out.embedding @ out.text_embedding.T
+        return self.net.score(out.embedding[:, None, :], out.text_embedding[None, :, :])
 
 
 class Retrieval(TaskKind):
