@@ -275,3 +275,27 @@ def test_rich():
     teacher_line = next(line for line in shown.splitlines() if "teacher (reference)" in line)
     assert "★" not in teacher_line
     assert "top1: test accuracy at the final epoch" in " ".join(shown.split())
+
+
+def test_retrieval_columns_come_in_the_papers_order_and_the_terminal_shows_a_summary(tmp_path):
+    from distill.results.report import TERMINAL_SUMMARY, comparison
+
+    store = ResultsStore(tmp_path / "results.sqlite")
+    metrics = {f"{d}_r{k}": 50.0 + k for d in ("t2i", "i2t") for k in (10, 5, 1)}
+    metrics.update(rsum=400.0, rsum_best=410.0, latency_t2i_us=20.0, latency_i2t_us=15.0)
+    for variant in ("contrastive", "dcd"):
+        store.record("ret", variant, 0, metrics)
+    md = comparison(tmp_path / "ret", "md")
+    header = md.splitlines()[0]
+    order = [header.index(f"| {m} ") for m in ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5",
+                                                "t2i_r10", "rsum", "rsum_best", "latency_i2t_us",
+                                                "latency_t2i_us")]
+    assert order == sorted(order)
+    assert "microseconds per image query" in md
+    table = MethodTable.from_rows(store.rows("ret"), list(TERMINAL_SUMMARY))
+    assert table.metrics == list(TERMINAL_SUMMARY)
+    rich = comparison(tmp_path / "ret", "table")
+    console = Console(width=200, record=True)
+    console.print(rich)
+    shown = console.export_text()
+    assert "latency_i2t_us" in shown and "i2t_r5" not in shown

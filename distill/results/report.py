@@ -11,6 +11,8 @@ from distill.results.store import ResultsStore
 from distill.results.table import (MethodTable, render_rich, to_csv, to_json, to_latex,
                                    to_markdown)
 
+# what the terminal table shows of a retrieval experiment (the other formats show every metric)
+TERMINAL_SUMMARY = ("i2t_r1", "t2i_r1", "rsum", "latency_i2t_us", "latency_t2i_us")
 RENDER = {"table": render_rich, "md": to_markdown, "csv": to_csv, "json": to_json,
           "latex": to_latex}
 METRIC_NOTES = {
@@ -77,7 +79,11 @@ def comparison(target: Path, fmt: str = "table", metrics: list[str] | None = Non
         exp_dir = target if target.name == name else target / name
         if baseline_if_present and baseline not in {row["variant"] for row in rows}:
             baseline = None
-        table = MethodTable.from_rows(rows, metrics, baseline, order or _variant_order(exp_dir),
+        shown = metrics
+        available = {row["metric"] for row in rows}
+        if fmt == "table" and not metrics and set(TERMINAL_SUMMARY) <= available:
+            shown = list(TERMINAL_SUMMARY)  # ten retrieval columns do not fit a terminal
+        table = MethodTable.from_rows(rows, shown, baseline, order or _variant_order(exp_dir),
                                       notes=METRIC_NOTES)
         rendered.append((name, RENDER[fmt](table)))
     if fmt == "table":
