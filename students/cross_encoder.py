@@ -14,7 +14,7 @@ from torch import nn
 from distill.contracts import ModelOutput
 from distill.registry import networks
 from students.taps import Tapped
-from students.towers import ImageTower, TextTower, masked_mean
+from students.towers import ImageTower, masked_mean, text_tower
 
 
 class CrossEncoder(nn.Module):
@@ -25,11 +25,11 @@ class CrossEncoder(nn.Module):
     fused = True
 
     def __init__(self, input_shape: tuple, vocab_size: int, text_length: int, image: str,
-                 image_args: dict, dim: int, embed_dim: int, text_layers: int,
+                 image_args: dict, text: str, dim: int, embed_dim: int, text_layers: int,
                  joint_layers: int, heads: int):
         super().__init__()
         self.image = ImageTower(image, image_args, input_shape, dim)
-        self.text = TextTower(vocab_size, text_length, dim, text_layers, heads)
+        self.text = text_tower(text, vocab_size, text_length, dim, text_layers, heads)
         self.image_head = nn.Linear(dim, embed_dim)
         self.text_head = nn.Linear(dim, embed_dim)
         self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
@@ -59,8 +59,14 @@ class CrossEncoder(nn.Module):
     def sides(self, images: torch.Tensor, texts: torch.Tensor):
         """What the joint layers read of each image and caption, computed once per item: image
         tokens, caption tokens and the caption mask."""
+        return (self.image_side(images), *self.text_side(texts))
+
+    def image_side(self, images: torch.Tensor) -> torch.Tensor:
+        return self.image(images) + self.side[0]
+
+    def text_side(self, texts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         text_tokens, mask = self.text(texts)
-        return self.image(images) + self.side[0], text_tokens + self.side[1], mask
+        return text_tokens + self.side[1], mask
 
     def joint(self, sides, image_rows: torch.Tensor, text_rows: torch.Tensor) -> torch.Tensor:
         """The joint score (a logit: relevant or not) of the pairs (image_rows[k], text_rows[k])
@@ -83,9 +89,11 @@ class CrossEncoder(nn.Module):
 
 @networks.register("cross_encoder")
 def cross_encoder(input_shape: tuple, vocab_size: int, text_length: int, image: str = "small_cnn",
-                  image_args: dict | None = None, dim: int = 64, embed_dim: int = 64,
-                  text_layers: int = 1, joint_layers: int = 2, heads: int = 4) -> Tapped:
-    """Cross encoder (retrieval): image patches and caption tokens in joint transformer layers,
-    a matching head per pair; its towers' embeddings rank a gallery coarsely for re-ranking."""
-    return Tapped(CrossEncoder(input_shape, vocab_size, text_length, image, image_args or {}, dim,
-                               embed_dim, text_layers, joint_layers, heads), {})
+                  image_args: dict | None = None, text: str = "words", dim: int = 64,
+                  embed_dim: int = 64, text_layers: int = 1, joint_layers: int = 2,
+                  heads: int = 4) -> Tapped:
+    """Cross encoder (retrieval): image patches and caption tokens (word-level, or ``text:`` a
+    local Hugging Face folder) in joint transformer layers, a matching head per pair; its towers'
+    embeddings rank a gallery coarsely for re-ranking."""
+    return Tapped(CrossEncoder(input_shape, vocab_size, text_length, image, image_args or {}, text,
+                               dim, embed_dim, text_layers, joint_layers, heads), {})

@@ -14,7 +14,7 @@ from torch import nn
 from distill.contracts import ModelOutput
 from distill.registry import networks
 from students.taps import Tapped
-from students.towers import ImageTower, TextTower, masked_mean
+from students.towers import ImageTower, masked_mean, text_tower
 
 
 class DualEncoder(nn.Module):
@@ -25,10 +25,11 @@ class DualEncoder(nn.Module):
     fused = False
 
     def __init__(self, input_shape: tuple, vocab_size: int, text_length: int, image: str,
-                 image_args: dict, dim: int, embed_dim: int, text_layers: int, heads: int):
+                 image_args: dict, text: str, dim: int, embed_dim: int, text_layers: int,
+                 heads: int):
         super().__init__()
         self.image = ImageTower(image, image_args, input_shape, dim)
-        self.text = TextTower(vocab_size, text_length, dim, text_layers, heads)
+        self.text = text_tower(text, vocab_size, text_length, dim, text_layers, heads)
         self.image_head = nn.Linear(dim, embed_dim)
         self.text_head = nn.Linear(dim, embed_dim)
         self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
@@ -53,9 +54,10 @@ class DualEncoder(nn.Module):
 
 @networks.register("dual_encoder")
 def dual_encoder(input_shape: tuple, vocab_size: int, text_length: int, image: str = "small_cnn",
-                 image_args: dict | None = None, dim: int = 64, embed_dim: int = 64,
-                 text_layers: int = 1, heads: int = 4) -> Tapped:
+                 image_args: dict | None = None, text: str = "words", dim: int = 64,
+                 embed_dim: int = 64, text_layers: int = 1, heads: int = 4) -> Tapped:
     """Dual encoder (retrieval): image tower (any network with tokens, default small_cnn) and a
-    word-level text transformer, each pooled and projected; scores are scaled cosines."""
-    return Tapped(DualEncoder(input_shape, vocab_size, text_length, image, image_args or {}, dim,
-                              embed_dim, text_layers, heads), {})
+    text tower (word-level transformer, or ``text:`` a local Hugging Face folder), each pooled and
+    projected; scores are scaled cosines plus a bias."""
+    return Tapped(DualEncoder(input_shape, vocab_size, text_length, image, image_args or {}, text,
+                              dim, embed_dim, text_layers, heads), {})

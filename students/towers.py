@@ -51,6 +51,17 @@ class TextTower(nn.Module):
         return self.encoder(x, src_key_padding_mask=~mask), mask
 
 
+def text_tower(text: str, vocab_size: int, length: int, dim: int, layers: int,
+               heads: int) -> nn.Module:
+    """``text: words``: the built-in word-level transformer; otherwise a local Hugging Face folder
+    (the optional ``text`` extra), whose tokenizer the data must use too."""
+    if text == "words":
+        return TextTower(vocab_size, length, dim, layers, heads)
+    from students.hf_text import HFTextTower
+
+    return HFTextTower(text, dim, vocab_size)
+
+
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over the tokens (B x N x D -> B x D), over the real ones when ``mask`` is given."""
     if mask is None:

@@ -17,7 +17,7 @@ from pydantic import Field
 from torch.utils.data import Dataset
 
 from distill.data.base import Splits
-from distill.data.pairs import ImageSet, PairSet, WordTokenizer
+from distill.data.pairs import ImageSet, PairSet, make_tokenizer
 from distill.data.vision import IMAGENET_MEAN, IMAGENET_STD
 from distill.errors import UserError
 from distill.registry import datasets
@@ -69,7 +69,8 @@ def read_split_file(path: Path) -> list[dict]:
 
 
 def karpathy_splits(root: str, split_file: str, image_size: int, captions_per_image: int,
-                    train_splits: list[str], test_split: str, text_length: int) -> Splits:
+                    train_splits: list[str], test_split: str, text_length: int,
+                    tokenizer: str) -> Splits:
     from distill.task_kinds.retrieval import Retrieval
 
     root_path = Path(root)
@@ -89,7 +90,7 @@ def karpathy_splits(root: str, split_file: str, image_size: int, captions_per_im
             raise UserError(f"the split file has no {name} images (splits {train_splits} / "
                             f"{test_split!r})", key="data.split_file")
     captions = [[s["raw"] for s in e["sentences"][:captions_per_image]] for e in entries]
-    tokenizer = WordTokenizer([c for i in train for c in captions[i]], length=text_length)
+    tokenizer = make_tokenizer(tokenizer, [c for i in train for c in captions[i]], text_length)
 
     def part(index):
         texts = [c for i in index for c in captions[i]]
@@ -115,19 +116,21 @@ Words = Annotated[int, Field(ge=4, le=512)]
 def flickr30k(root: str = "data/flickr30k", split_file: str = "dataset_flickr30k.json",
               image_size: Size = 224, captions_per_image: Count = 5,
               train_splits: list[str] = ("train",), test_split: str = "test",
-              text_length: Words = 32) -> Splits:
+              text_length: Words = 32, tokenizer: str = "words") -> Splits:
     """Flickr30K, Karpathy split (29k / 1k / 1k images, 5 captions each): the split file and the
-    images under ``root`` (or ``root/images``); retrieval."""
+    images under ``root`` (or ``root/images``); retrieval. ``tokenizer``: ``words`` (built in) or a
+    local Hugging Face folder."""
     return karpathy_splits(root, split_file, image_size, captions_per_image, list(train_splits),
-                           test_split, text_length)
+                           test_split, text_length, tokenizer)
 
 
 @datasets.register("coco")
 def coco(root: str = "data/coco", split_file: str = "dataset_coco.json",
          image_size: Size = 224, captions_per_image: Count = 5,
          train_splits: list[str] = ("train", "restval"), test_split: str = "test",
-         text_length: Words = 32) -> Splits:
+         text_length: Words = 32, tokenizer: str = "words") -> Splits:
     """MS-COCO, Karpathy split (113k / 5k / 5k images; ``filepath`` per entry): the split file
-    and the images under ``root``; retrieval."""
+    and the images under ``root``; retrieval. ``tokenizer``: ``words`` or a local Hugging Face
+    folder."""
     return karpathy_splits(root, split_file, image_size, captions_per_image, list(train_splits),
-                           test_split, text_length)
+                           test_split, text_length, tokenizer)

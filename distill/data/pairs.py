@@ -38,6 +38,16 @@ class WordTokenizer:
         return out
 
 
+def make_tokenizer(tokenizer: str, captions: list[str], length: int):
+    """``words``: a :class:`WordTokenizer` of ``captions``; otherwise a local Hugging Face
+    tokenizer folder (the optional ``text`` extra), the same one the networks' ``text:`` reads."""
+    if tokenizer == "words":
+        return WordTokenizer(captions, length=length)
+    from students.hf_text import HFTokenizer
+
+    return HFTokenizer(tokenizer, length)
+
+
 class PairSet(Dataset):
     """One item per caption: ``((image, tokens), key)``; ``image_of[i]`` is caption i's image."""
 

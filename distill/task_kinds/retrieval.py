@@ -132,12 +132,10 @@ class Retrieval(TaskKind):
             encode(net.encode_images, images)
         sides = None
         if net.fused:  # the gallery's tokens, as an index keeps them
-            parts = [net.sides(images[i:i + self.chunk], texts[:0]) for i in range(0, len(images),
-                                                                           self.chunk)]
-            text_parts = [net.sides(images[:0], texts[i:i + self.chunk])
+            text_parts = [net.text_side(texts[i:i + self.chunk])
                           for i in range(0, len(texts), self.chunk)]
-            sides = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in text_parts]),
-                     torch.cat([p[2] for p in text_parts]))
+            sides = (encode(net.image_side, images), torch.cat([p[0] for p in text_parts]),
+                     torch.cat([p[1] for p in text_parts]))
         values, seconds = {}, {}
         for direction, queries, q_keys, gallery, g_keys, encoder in (
                 ("i2t", images, image_keys, gallery_texts, text_keys, net.encode_images),
