@@ -5,34 +5,26 @@ also give embeddings (ALBEF's contrastive head) that rank a gallery coarsely; th
 re-ranks the top candidates."""
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from distill.contracts import ModelOutput
 from distill.registry import networks
 from students.taps import Tapped
-from students.towers import ImageTower, masked_mean, text_tower
+from students.towers import TwoTowers
 
 
-class CrossEncoder(nn.Module):
-    """``forward(images, texts)``: the towers' normalised ``embedding`` / ``text_embedding``;
-    ``joint(sides(images, texts), image_rows, text_rows)``: joint scores of any pairs of those
-    items, each item's towers run once (``match``: the aligned pairs)."""
+class CrossEncoder(TwoTowers):
+    """The towers' normalised ``embedding`` / ``text_embedding`` (scored by ``scale * cos``, the
+    coarse ranking); ``joint(sides(images, texts), image_rows, text_rows)``: joint scores of any
+    pairs of those items, each item's towers run once (``match``: the aligned pairs)."""
 
     fused = True
 
     def __init__(self, input_shape: tuple, vocab_size: int, text_length: int, image: str,
                  image_args: dict, text: str, dim: int, embed_dim: int, text_layers: int,
                  joint_layers: int, heads: int):
-        super().__init__()
-        self.image = ImageTower(image, image_args, input_shape, dim)
-        self.text = text_tower(text, vocab_size, text_length, dim, text_layers, heads)
-        self.image_head = nn.Linear(dim, embed_dim)
-        self.text_head = nn.Linear(dim, embed_dim)
-        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        super().__init__(input_shape, vocab_size, text_length, image, image_args, text, dim,
+                         embed_dim, text_layers, heads)
         self.side = nn.Parameter(torch.zeros(2, dim))  # which modality a token comes from
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
         layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True)
@@ -42,19 +34,7 @@ class CrossEncoder(nn.Module):
 
     def score(self, image_embedding: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
         """The towers' coarse scores, ``scale * cos``, of embeddings that broadcast."""
-        scale = self.log_scale.clamp(max=math.log(100)).exp()
-        return scale * (image_embedding * text_embedding).sum(-1)
-
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.image_head(masked_mean(self.image(images))), dim=-1)
-
-    def encode_texts(self, texts: torch.Tensor) -> torch.Tensor:
-        tokens, mask = self.text(texts)
-        return F.normalize(self.text_head(masked_mean(tokens, mask)), dim=-1)
-
-    def forward(self, images: torch.Tensor, texts: torch.Tensor) -> ModelOutput:
-        return ModelOutput(embedding=self.encode_images(images),
-                           text_embedding=self.encode_texts(texts))
+        return self.scaled_cosine(image_embedding, text_embedding)
 
     def sides(self, images: torch.Tensor, texts: torch.Tensor):
         """What the joint layers read of each image and caption, computed once per item: image

@@ -3,9 +3,13 @@ gives tokens (``small_cnn``, ``resnet18``, ...), captions to tokens through a sm
 transformer; each also pooled to one vector."""
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from distill.contracts import ModelOutput
 from distill.errors import ConfigError
 
 
@@ -68,3 +72,37 @@ def masked_mean(tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch
         return tokens.mean(dim=1)
     weights = mask.unsqueeze(-1).to(tokens.dtype)
     return (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+class TwoTowers(nn.Module):
+    """An image tower and a text tower, each pooled, projected and L2-normalised:
+    ``forward(images, texts)`` gives ``embedding`` and ``text_embedding``; ``scale`` (learnt,
+    CLIP's 1/0.07 to start, at most 100) turns their cosines into scores. The dual and the cross
+    encoder both build on it."""
+
+    def __init__(self, input_shape: tuple, vocab_size: int, text_length: int, image: str,
+                 image_args: dict, text: str, dim: int, embed_dim: int, text_layers: int,
+                 heads: int):
+        super().__init__()
+        self.image = ImageTower(image, image_args, input_shape, dim)
+        self.text = text_tower(text, vocab_size, text_length, dim, text_layers, heads)
+        self.image_head = nn.Linear(dim, embed_dim)
+        self.text_head = nn.Linear(dim, embed_dim)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def scaled_cosine(self, image_embedding: torch.Tensor,
+                      text_embedding: torch.Tensor) -> torch.Tensor:
+        """``scale * cos`` of embeddings that broadcast against each other (``... x E``)."""
+        scale = self.log_scale.clamp(max=math.log(100)).exp()
+        return scale * (image_embedding * text_embedding).sum(-1)
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.image_head(masked_mean(self.image(images))), dim=-1)
+
+    def encode_texts(self, texts: torch.Tensor) -> torch.Tensor:
+        tokens, mask = self.text(texts)
+        return F.normalize(self.text_head(masked_mean(tokens, mask)), dim=-1)
+
+    def forward(self, images: torch.Tensor, texts: torch.Tensor) -> ModelOutput:
+        return ModelOutput(embedding=self.encode_images(images),
+                           text_embedding=self.encode_texts(texts))
