@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import re
+import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, create_model
 
 from distill.errors import ConfigError, shorten
 
@@ -50,13 +52,41 @@ def _numbers(v) -> list:
     return [x for x in items if isinstance(x, (int, float)) and not isinstance(x, bool)]
 
 
+# Magnitudes no run can mean: a temperature squared under- or overflows, a learning rate of 1e300
+TEMPERATURE = re.compile(r"(^|_)(temperature|temp|tau)(_(max|min))?$")
+LIMITS = {"lr": (0.0, 100.0)}
+
+
+def _takes_numbers(annotation: Any) -> bool:
+    """Whether ``annotation`` is (or holds) int or float and not bool: true/false is no number."""
+    if annotation in (int, float):
+        return True
+    args = typing.get_args(annotation)
+    return bool(args) and bool not in args and any(_takes_numbers(a) for a in args)
+
+
+def _no_booleans(name: str, annotation: Any) -> Any:
+    def refuse(v):
+        items = v if isinstance(v, (list, tuple)) else [v]
+        if any(isinstance(x, bool) for x in items):
+            raise ValueError(f"{name} takes a number, not true/false")
+        return v
+    return Annotated[annotation, BeforeValidator(refuse)] if _takes_numbers(annotation) \
+        else annotation
+
+
 def _bounded(name: str, annotation: Any) -> Any:
-    """``annotation`` with the bound its parameter name implies (see POSITIVE, NON_NEGATIVE)."""
+    """``annotation`` with the bound its parameter name implies (see POSITIVE, NON_NEGATIVE,
+    TEMPERATURE, LIMITS), and no booleans where it takes numbers."""
+    annotation = _no_booleans(name, annotation)
+    low, high = (1e-4, 1e4) if TEMPERATURE.search(name) else LIMITS.get(name, (0.0, math.inf))
     if POSITIVE.search(name):
         def check(v):
             for x in _numbers(v):
                 if x <= 0:
                     raise ValueError(f"{name} must be greater than 0, got {x}")
+                if not low <= x <= high:
+                    raise ValueError(f"{name} must be between {low:g} and {high:g}, got {x:g}")
             return v
     elif FRACTION.search(name):
         def check(v):

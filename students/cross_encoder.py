@@ -32,10 +32,6 @@ class CrossEncoder(TwoTowers):
                                                   enable_nested_tensor=False)
         self.match_head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 1))
 
-    def score(self, image_embedding: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
-        """The towers' coarse scores, ``scale * cos``, of embeddings that broadcast."""
-        return self.scaled_cosine(image_embedding, text_embedding)
-
     def sides(self, images: torch.Tensor, texts: torch.Tensor):
         """What the joint layers read of each image and caption, computed once per item: image
         tokens, caption tokens and the caption mask."""

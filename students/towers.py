@@ -90,8 +90,7 @@ class TwoTowers(nn.Module):
         self.text_head = nn.Linear(dim, embed_dim)
         self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
-    def scaled_cosine(self, image_embedding: torch.Tensor,
-                      text_embedding: torch.Tensor) -> torch.Tensor:
+    def score(self, image_embedding: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
         """``scale * cos`` of embeddings that broadcast against each other (``... x E``)."""
         scale = self.log_scale.clamp(max=math.log(100)).exp()
         return scale * (image_embedding * text_embedding).sum(-1)

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dataset_files import write_cifar10, write_cifar100
+from dataset_files import write_cifar10, write_cifar100, write_karpathy
 from distill.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = sorted((ROOT / "experiments").glob("*.yaml"))
-WRITERS = {"cifar10": write_cifar10, "cifar100": write_cifar100}
+WRITERS = {"cifar10": write_cifar10, "cifar100": write_cifar100,
+           "flickr30k": lambda root: write_karpathy(root, images=24, per_image=5)}
 
 
 def data_overrides(path: Path, tmp_path: Path) -> list[str]:
@@ -22,7 +23,8 @@ def data_overrides(path: Path, tmp_path: Path) -> list[str]:
     if name not in WRITERS:
         return []
     WRITERS[name](tmp_path)
-    return ["--set", f"data.root={tmp_path}", "--set", "data.num_workers=0"]
+    small = ["--set", "data.image_size=32"] if name == "flickr30k" else []
+    return ["--set", f"data.root={tmp_path}", "--set", "data.num_workers=0", *small]
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])

@@ -147,7 +147,7 @@ FILES = {
     "a tagged bool that is no bool": (GOOD.replace("seeds: [0]", "seeds: [!!bool maybe]").encode(),
                                       2, ["'maybe' cannot be read as bool"]),
     "a bad timestamp": (GOOD.replace("seeds: [0]", "seeds: [2001-13-45]").encode(), 2,
-                        ["cannot be read as timestamp"]),
+                        ["is read as a date"]),
     "a tagged key that is no int": (GOOD.replace("kd: {}", "!!int x: {}").encode(), 16,
                                     ["'x' cannot be read as int"]),
     "an integer of 5000 digits": (GOOD.replace("seeds: [0]", "seeds: [" + "9" * 5000 + "]")
@@ -889,3 +889,64 @@ def test_a_real_bug_keeps_its_traceback(tmp_path, monkeypatch):
     f = write(tmp_path, GOOD)
     with pytest.raises(ZeroDivisionError):
         main(["run", str(f), "--out", str(tmp_path / "runs")])
+
+
+# ----------------------------------------------------- a red team's findings, one case per family
+
+RED_TEAM = {
+    "accumulate 0": ("objectives:", "trainer: {accumulate_grad_batches: 0}\nobjectives:",
+                     "trainer.accumulate_grad_batches", ["divide every step by zero"]),
+    "val every 0 epochs": ("objectives:", "trainer: {check_val_every_n_epoch: 0}\nobjectives:",
+                           "trainer.check_val_every_n_epoch", ["never measure"]),
+    "val interval 0": ("objectives:", "trainer: {val_check_interval: 0}\nobjectives:",
+                       "trainer.val_check_interval", ["never measure"]),
+    "fast_dev_run": ("objectives:", "trainer: {fast_dev_run: true}\nobjectives:",
+                     "trainer.fast_dev_run", ["set by the workbench"]),
+    "max_steps 0": ("objectives:", "trainer: {max_steps: 0}\nobjectives:", "trainer.max_steps",
+                    ["set by the workbench"]),
+    "64 cpu devices": ("objectives:", "trainer: {accelerator: cpu, devices: 64}\nobjectives:",
+                       "trainer.devices", ["cores"]),
+    "16-bit on cpu": ("objectives:", "trainer: {accelerator: cpu, precision: 16-mixed}\nobjectives:",
+                      "trainer.precision", ["needs a GPU"]),
+    "seed true": ("seeds: [0]", "seeds: [true]", "seeds.0", []),
+    "width true": ("hidden: [32]", "hidden: [true]", "student.net.hidden", ["not true/false"]),
+    "batch 1e12": ("batch_size: 64", "batch_size: 1000000000000", "data.batch_size", []),
+    "variant Teacher": ("  kd: {}", "  Teacher: {}", "variants.Teacher", ["teacher stage"]),
+    "variant teacher.": ("  kd: {}", "  teacher.: {}", "variants.teacher.", ["teacher stage"]),
+    "lr 1e300": ("train: {epochs: 1}\nobjectives",
+                 "train: {epochs: 1, optimizer: {name: sgd, lr: 1.0e+300}}\nobjectives",
+                 "train.optimizer.lr", ["between 0 and 100"]),
+    "temperature 1e300": ("temperature: 4", "temperature: 1.0e+300", "objectives.1.temperature",
+                          ["between"]),
+    "temperature subnormal": ("temperature: 4", "temperature: 1.0e-320",
+                              "objectives.1.temperature", ["between"]),
+    "weight 1e308": ("{name: kd,", "{name: kd, weight: 1.0e+308,", "objectives.1.weight", []),
+    "all weights 0": ("  - {name: ce}\n  - {name: kd, temperature: 4}\n",
+                      "  - {name: ce, weight: 0}\n", "objectives", ["nothing trains"]),
+    "warm-up beyond training": ("{name: kd,", "{name: kd, warmup_epochs: 1000000000,",
+                                "objectives.1.warmup_epochs", ["longer than the 1"]),
+    "imbalance 1e-300": ("batch_size: 64}", "batch_size: 64, imbalance: 1.0e-300}",
+                         "data.imbalance", ["without training samples"]),
+    "binary name": ("name: hostile", "name: !!binary cnQ=", None, ["!!binary"]),
+    "two merge keys": ("  kd: {}", "  kd: {<<: {seeds: [1]}, <<: {seeds: [2]}}", None,
+                       ["`<<:` appears twice"]),
+}
+
+
+@pytest.mark.parametrize("case", list(RED_TEAM))
+def test_what_a_red_team_found_is_one_line(tmp_path, capsys, earlier, case):
+    old, new, key, words = RED_TEAM[case]
+    assert old in GOOD
+    line = run_refused(tmp_path, capsys, earlier, write(tmp_path, GOOD.replace(old, new, 1)))
+    if key:
+        assert f": {key}: " in line, line
+    for w in words:
+        assert w in line, line
+
+
+def test_a_store_that_is_a_pipe_is_named_so(tmp_path, capsys):
+    out = tmp_path / "runs"
+    out.mkdir()
+    os.mkfifo(out / "results.sqlite")
+    line = refused(capsys, ["run", write(tmp_path, GOOD), "--out", out])
+    assert "not a regular file" in line, line

@@ -241,18 +241,21 @@ def test_a_retrieval_network_on_a_classification_set_is_one_line(tmp_path, capsy
     assert "student.net: network 'dual_encoder' reads text" in err, err
 
 
-def test_the_dual_encoders_bias_moves_scores_but_no_ranking_or_softmax():
+def test_a_dual_encoder_student_is_distilled_through_its_own_score_head():
+    from distill.objectives.candidates import StudentScoreHead
     from distill.task_kinds.retrieval import PairScorer
     net = build_network("dual_encoder", {"dim": 16, "embed_dim": 8}, **SHAPES).eval()
     images, texts = toy_batch()
     out = net(images, texts)
     scorer = PairScorer(net.net, lambda: out, images, texts, grad=False)
     q, c = torch.arange(5), torch.tensor([[0, 1, 2]] * 5)
-    before, matrix = scorer(q, c), scorer.similarity()
-    with torch.no_grad():
-        net.net.bias.fill_(3.0)
-    assert torch.allclose(scorer(q, c), before + 3.0)
-    assert torch.allclose(itc_loss(scorer.similarity(), torch.arange(5)),
-                          itc_loss(matrix, torch.arange(5)))
     cos = (out.embedding[:, None] * out.text_embedding[c]).sum(-1)
-    assert torch.allclose(before, net.net.log_scale.exp() * cos, atol=1e-5)
+    assert torch.allclose(scorer(q, c), net.net.log_scale.exp() * cos, atol=1e-5)
+    head = StudentScoreHead()
+    with torch.no_grad():
+        head.log_a.fill_(math.log(3.0))
+        head.b.fill_(-2.0)
+    assert torch.allclose(head(scorer, q, c), 3.0 * cos - 2.0, atol=1e-5)
+    # the network's own scale (its contrastive temperature) gets no gradient from the head
+    head(scorer, q, c).sum().backward()
+    assert net.net.log_scale.grad is None and head.log_a.grad is not None

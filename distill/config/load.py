@@ -87,7 +87,8 @@ def name_problem(name, what: str) -> str | None:
                 f"digits and _ . + - (starting with a letter or digit)")
     if len(name) > MAX_NAME:
         return f"{shorten(name)} is too long for a {what} name (at most {MAX_NAME} characters)"
-    if what == "variant" and (name in RESERVED_VARIANTS or name.startswith("teacher-")):
+    folded = name.casefold().rstrip(".")  # Teacher, teacher. are teacher on some file systems
+    if what == "variant" and (folded in RESERVED_VARIANTS or folded.startswith("teacher-")):
         return (f"{shorten(name)} cannot be a variant name: the teacher stage and the experiment "
                 f"folder use it (teacher, teacher-*, experiment.yaml, source.json); rename it")
     if what == "experiment" and name.startswith("results.sqlite"):

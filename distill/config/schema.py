@@ -11,7 +11,7 @@ from distill import registry
 from distill.errors import UserError, shorten
 
 MAX_SEED = 2 ** 32 - 1  # numpy's and torch's seed range
-Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]
 
 
 class Strict(BaseModel):
@@ -41,8 +41,8 @@ class ViewSpec(Named):
 
 class DataSpec(Named):
     views: ViewSpec | None = None
-    batch_size: int = Field(128, ge=1)
-    eval_batch_size: int | None = Field(None, ge=1)
+    batch_size: int = Field(128, ge=1, le=2 ** 20, strict=True)
+    eval_batch_size: int | None = Field(None, ge=1, le=2 ** 20, strict=True)
     num_workers: int = Field(0, ge=0, le=256)
     imbalance: float | None = Field(None, gt=0, le=1)
     labels: bool = Field(True, description="false: training reads no labels (label-free "
@@ -58,7 +58,7 @@ class ScheduleSpec(Named):
 
 
 class TrainSpec(Strict):
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(30, ge=1, le=100_000, strict=True)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     gradient_clip: float | None = Field(None, gt=0)
@@ -83,8 +83,8 @@ class StudentSpec(Strict):
 
 
 class ObjectiveSpec(Named):
-    weight: float = Field(1.0, ge=0)
-    warmup_epochs: int = Field(0, ge=0)
+    weight: float = Field(1.0, ge=0, le=1e6)
+    warmup_epochs: int = Field(0, ge=0, strict=True)
 
 
 class TeacherSpec(Named):
@@ -171,12 +171,29 @@ def describe(err: dict, model: type[BaseModel] | None = None) -> str:
     return msg
 
 
+def _recipe_problems(exp: Experiment) -> list[tuple[tuple, str]]:
+    """Objectives whose weights could train nothing: all zero, or a warm-up longer than the
+    training, so the weight never reaches the value the file gives."""
+    problems = []
+    if all(spec.weight == 0 for spec in exp.objectives):
+        problems.append((("objectives",), "every objective has weight 0, so nothing trains; give "
+                                          "one a weight above 0"))
+    for i, spec in enumerate(exp.objectives):
+        if spec.warmup_epochs > exp.train.epochs:
+            problems.append((("objectives", i, "warmup_epochs"),
+                             f"a warm-up of {spec.warmup_epochs} epochs is longer than the "
+                             f"{exp.train.epochs} the training lasts, so the weight never reaches "
+                             f"{spec.weight:g}; shorten it or train longer"))
+    return problems
+
+
 def check_named_parts(exp: Experiment) -> list[tuple[tuple, str]]:
     """(key path, message) for every registry-named part whose name or parameters are wrong."""
     from distill.catalog import load_all
 
     load_all()
-    errors = _registry_check(exp.data, registry.datasets, ("data",))
+    errors = _recipe_problems(exp)
+    errors += _registry_check(exp.data, registry.datasets, ("data",))
     if exp.data.views:
         errors += _registry_check(exp.data.views, registry.augmentations, ("data", "views"))
     errors += _registry_check(exp.student.net, registry.networks, ("student", "net"))

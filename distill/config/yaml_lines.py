@@ -80,7 +80,13 @@ class _Builder:
         return self._scalar(node)
 
     def _scalar(self, node: yaml.Node) -> Any:
-        """One scalar; a value its tag cannot read (``!!int abc``, 5000 digits) is a user error."""
+        """One scalar; a value its tag cannot read (``!!int abc``, 5000 digits) is a user error,
+        and so are bytes (``!!binary``) and dates: no key of an experiment file takes them."""
+        if node.tag in ("tag:yaml.org,2002:binary", "tag:yaml.org,2002:timestamp"):
+            kind = "bytes (!!binary)" if node.tag.endswith("binary") else "a date"
+            raise UserError(f"not valid here: {shorten(node.value)} is read as {kind}; no key of "
+                            f"an experiment file takes one (quote it for text)",
+                            line=node.start_mark.line + 1)
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError:
@@ -107,6 +113,9 @@ class _Builder:
         merges: list[yaml.Node] = []
         for key_node, value_node in node.value:
             if key_node.tag == MERGE_TAG and isinstance(key_node, yaml.ScalarNode):
+                if merges:
+                    raise UserError("`<<:` appears twice in one mapping; merge several with "
+                                    "`<<: [*a, *b]`", line=key_node.start_mark.line + 1)
                 merges.append(value_node)
                 continue
             key = self._key(key_node)

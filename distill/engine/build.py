@@ -46,6 +46,11 @@ def build_data(exp: Experiment, seed: int) -> DataModule:
         from distill.data.imbalance import long_tail_indices
         train_index = long_tail_indices(splits.train_targets, splits.num_classes, spec.imbalance,
                                         seed=0)
+        counts = torch.bincount(splits.train_targets[train_index], minlength=splits.num_classes)
+        if (counts == 0).any():
+            raise ConfigError("data.imbalance", f"{spec.imbalance:g} leaves class "
+                                                f"{int((counts == 0).nonzero()[0])} without training "
+                                                f"samples; give a larger ratio")
     views = None
     if spec.views is not None:
         with user_values("data.views"):

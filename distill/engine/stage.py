@@ -31,7 +31,13 @@ from distill.registry import evaluators, nearest
 
 RESERVED_TRAINER_KEYS = {"max_epochs", "callbacks", "logger", "default_root_dir", "plugins",
                          "enable_progress_bar", "num_sanity_val_steps", "enable_model_summary",
-                         "gradient_clip_val"}
+                         "gradient_clip_val", "fast_dev_run", "max_steps", "min_steps",
+                         "min_epochs", "max_time"}
+# Trainer values Lightning accepts but no run can use: (key, smallest value, what it would do)
+AT_LEAST_ONE = {"accumulate_grad_batches": "divide every step by zero",
+                "check_val_every_n_epoch": "never measure the test set",
+                "log_every_n_steps": "divide by zero when logging",
+                "num_nodes": "run on no machine"}
 
 
 def quiet_lightning() -> None:
@@ -80,6 +86,15 @@ def check_trainer_values(trainer: dict) -> None:
                 return e
         return None
 
+    for key, why in AT_LEAST_ONE.items():
+        value = trainer.get(key)
+        if isinstance(value, bool) or (isinstance(value, (int, float)) and value < 1):
+            raise ConfigError(f"trainer.{key}", f"{value} would {why}; give 1 or more")
+    interval = trainer.get("val_check_interval")
+    if isinstance(interval, bool) or (isinstance(interval, (int, float)) and interval <= 0):
+        raise ConfigError("trainer.val_check_interval", f"{interval} would never measure the test "
+                                                        f"set; give more than 0")
+    _check_cpu_values(trainer)
     for key in ("limit_train_batches", "limit_val_batches"):  # every epoch trains and measures
         value = trainer.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
@@ -94,6 +109,22 @@ def check_trainer_values(trainer: dict) -> None:
     shown = f"{shorten(trainer[key])} " if key and isinstance(trainer[key], str) else ""
     raise ConfigError(where, f"{shown}is refused by Lightning: "
                              f"{shorten(str(error).strip() or type(error).__name__, 150)[1:-1]}")
+
+
+def _check_cpu_values(trainer: dict) -> None:
+    """On a machine without a GPU (or with ``accelerator: cpu``): no more processes than cores,
+    and no 16-bit precision (CPUs compute bf16)."""
+    accelerator = trainer.get("accelerator", "auto")
+    if accelerator not in ("cpu", "auto") or (accelerator == "auto"
+                                              and torch.cuda.is_available()):
+        return
+    devices, cores = trainer.get("devices"), os.cpu_count() or 1
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices > cores:
+        raise ConfigError("trainer.devices", f"{devices} processes on a CPU with {cores} cores; "
+                                             f"give at most {cores}")
+    if str(trainer.get("precision", "")).startswith("16"):
+        raise ConfigError("trainer.precision", f"{trainer['precision']} needs a GPU; on a CPU "
+                                               f"use bf16-mixed or 32-true")
 
 
 def fingerprint(obj) -> str:

@@ -3,7 +3,10 @@ score lists of candidates (score distillation, DCD): the query's own caption fir
 captions of the batch that are not relevant to it (another relevance key)."""
 from __future__ import annotations
 
+import math
+
 import torch
+from torch import nn
 
 
 def sample_candidates(keys: torch.Tensor, count: int) -> torch.Tensor:
@@ -24,3 +27,21 @@ def hardest(teacher_scores: torch.Tensor, keep: int) -> torch.Tensor:
     the teacher's top ``keep`` and forcing the positive in (the DCD authors' selection)."""
     negatives = teacher_scores[:, 1:].topk(keep - 1, dim=1).indices + 1
     return torch.cat([torch.zeros_like(negatives[:, :1]), negatives], dim=1)
+
+
+class StudentScoreHead(nn.Module):
+    """The student's scores for a distillation loss on candidate lists: a dual encoder's cosines
+    through a head of its own, ``a * cos + b`` (a and b learnt; 1/0.07 and 0 to start), like the
+    score head the DCD authors' students have; its contrastive loss keeps the network's own
+    scale, so matching the teacher's logits does not pull on that temperature. A cross encoder
+    student's joint scores are used as they are."""
+
+    def __init__(self):
+        super().__init__()
+        self.log_a = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.b = nn.Parameter(torch.zeros(()))
+
+    def forward(self, scorer, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        if scorer.fused:
+            return scorer(q, c)
+        return self.log_a.exp() * scorer.cosine(q, c) + self.b

@@ -34,7 +34,7 @@ from pydantic import Field
 
 from distill.errors import ConfigError
 from distill.objectives.base import Objective
-from distill.objectives.candidates import hardest, sample_candidates
+from distill.objectives.candidates import StudentScoreHead, hardest, sample_candidates
 from distill.registry import objectives
 
 
@@ -65,7 +65,8 @@ def dcd_loss(student_scores: torch.Tensor, teacher_scores: torch.Tensor, alpha: 
 class DynamicContrastiveDistillation(Objective):
     """DCD (retrieval): the teacher scores each query image's ``candidates`` captions (its own
     and random irrelevant ones of the batch), keeps its ``hard_negatives`` hardest with the
-    positive first; the student scores those; ``alpha * L_d + (1 - alpha) * L_h``."""
+    positive first; the student scores those (a dual encoder through a score head of its own,
+    :class:`StudentScoreHead`); ``alpha * L_d + (1 - alpha) * L_h``."""
 
     student_needs = frozenset({"embedding", "text_embedding"})
     teacher_needs = frozenset({"embedding", "text_embedding"})
@@ -79,6 +80,7 @@ class DynamicContrastiveDistillation(Objective):
         super().__init__()
         self.candidates, self.hard_negatives = candidates, hard_negatives
         self.alpha, self.temperature, self.weighting = alpha, temperature, weighting
+        self.student_head = StudentScoreHead()
 
     def bind(self, ctx):
         super().bind(ctx)
@@ -99,5 +101,6 @@ class DynamicContrastiveDistillation(Objective):
         teacher = step.extra["teacher_scores"](q, pool)
         keep = hardest(teacher, self.hard_negatives + 1)
         chosen = pool.gather(1, keep)
-        return dcd_loss(step.extra["student_scores"](q, chosen), teacher.gather(1, keep),
-                        self.alpha, self.temperature, self.weighting)
+        student = self.student_head(step.extra["student_scores"], q, chosen)
+        return dcd_loss(student, teacher.gather(1, keep), self.alpha, self.temperature,
+                        self.weighting)

@@ -78,7 +78,8 @@ class ResultsStore:
         if not self.path.exists():
             return
         if not self.path.is_file():
-            raise UserError("not a results store (a folder, not a file); give another --out",
+            what = "a folder" if self.path.is_dir() else "not a regular file"
+            raise UserError(f"not a results store ({what}); give another --out",
                             file=str(self.path))
         if self.path.stat().st_size == 0:
             return

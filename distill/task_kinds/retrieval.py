@@ -46,6 +46,11 @@ class PairScorer:
         out = self.output()
         return self.net.score(out.embedding[q, None, :], out.text_embedding[c])
 
+    def cosine(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """A dual encoder's cosines of the same pairs (Q x K), before its scale."""
+        out = self.output()
+        return (out.embedding[q, None, :] * out.text_embedding[c]).sum(-1)
+
     def sides(self):
         """The cross encoder's per-item tokens of this batch, computed once."""
         if self._sides is None:
