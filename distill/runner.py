@@ -27,6 +27,15 @@ from distill.errors import ConfigError, UserError, shorten
 from distill.results.store import ResultsStore
 
 
+def read_json(path: Path):
+    """A JSON file the workbench wrote; a damaged one is one line naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"is damaged ({type(e).__name__}); it is written by `distill run`: "
+                        f"delete its folder to train that stage afresh", file=str(path)) from None
+
+
 def teacher_stage(exp: Experiment) -> Experiment:
     """The teacher's own training: its network as a student of the labels, with
     ``teacher.objectives`` (default: cross-entropy)."""
@@ -57,7 +66,7 @@ def ensure_teacher(exp: Experiment, exp_dir: Path, plan: RunPlan, store: Results
     label = "teacher"
     base_dir = exp_dir / label
     marker = base_dir / "identity.json"
-    if marker.exists() and json.loads(marker.read_text()) != identity:
+    if marker.exists() and read_json(marker) != identity:
         label = f"teacher-{fingerprint(identity)}"
         base_dir = exp_dir / label
         marker = base_dir / "identity.json"
@@ -112,7 +121,7 @@ class Run:
         done = self.run_dir / "metrics.json"
         if done.exists():
             say(f"{variant} seed {seed}: finished earlier, skipped ({done})")
-            metrics = json.loads(done.read_text())
+            metrics = read_json(done)
         else:
             say(f"{variant} seed {seed}: training -> {self.run_dir}")
             metrics, _ = fit(exp, seed, self.run_dir, f"{variant} s{seed}", plan,
@@ -233,6 +242,22 @@ def validate_builds(ef: ExperimentFile) -> None:
             tasks = check_continual(exp, data)
             teacher = build_teacher(exp, data, None)
             build_module(exp, data, teacher, tasks=tasks)
+            if needs_teacher_stage(exp):
+                validate_teacher_stage(exp, data)
         except UserError as e:
             raise ef.locate(e, variant) from None
+
+
+def validate_teacher_stage(exp: Experiment, data) -> None:
+    """Build the teacher stage's module (its network as a student of ``teacher.objectives``), so
+    an objective that cannot train that network is refused before anything runs; its errors
+    name the teacher's keys."""
+    try:
+        build_module(teacher_stage(exp), data, None)
+    except UserError as e:
+        if e.key and e.key.startswith("objectives."):
+            e.key = "teacher." + e.key
+        elif e.key and e.key.startswith("student."):
+            e.key = "teacher." + e.key[len("student."):]
+        raise
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from distill.errors import UserError
+from distill.errors import UserError, shorten
 from students.taps import Tapped
 
 PREFIXES = ("student.net.", "network.net.", "net.", "model.", "module.")
@@ -24,8 +24,10 @@ def load_weights(net: Tapped, path: str | Path, key: str = "teacher.checkpoint")
         raise UserError(f"checkpoint {str(p)!r} cannot be read ({type(e).__name__}); it is "
                         f"corrupted or not a weights-only torch file", key=key) from None
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
-    if not isinstance(state, dict):
-        raise UserError(f"checkpoint {str(p)!r} holds no state dict", key=key)
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise UserError(f"checkpoint {str(p)!r} holds no state dict (names mapped to tensors)",
+                        key=key)
     own = net.net.state_dict()
     for prefix in ("",) + PREFIXES:
         picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
@@ -33,11 +35,18 @@ def load_weights(net: Tapped, path: str | Path, key: str = "teacher.checkpoint")
             break
     else:
         missing = sorted(set(own) - set(state))[:3]
-        raise UserError(f"checkpoint {str(p)!r} does not fit the teacher network (e.g. missing "
-                        f"{', '.join(missing)}); check teacher.net", key=key)
+        extra = sorted(set(state) - set(own))[:3]
+        what = f"missing {', '.join(missing)}" if missing else f"unexpected {', '.join(extra)}"
+        raise UserError(f"checkpoint {str(p)!r} does not fit the teacher network (e.g. "
+                        f"{shorten(what)}); check teacher.net", key=key)
     bad = [k for k in own if picked[k].shape != own[k].shape]
     if bad:
         raise UserError(f"checkpoint {str(p)!r} does not fit the teacher network: {bad[0]} has "
                         f"shape {tuple(picked[bad[0]].shape)}, the network "
                         f"{tuple(own[bad[0]].shape)}; check teacher.net", key=key)
+    broken = next((k for k, v in picked.items()
+                   if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if broken is not None:
+        raise UserError(f"checkpoint {str(p)!r} holds NaN or infinite values ({shorten(broken)}); "
+                        f"it comes from a run that diverged: train the teacher again", key=key)
     net.net.load_state_dict(picked)

@@ -32,6 +32,9 @@ class TeacherRole(nn.Module):
         built; ``spec`` is the file's ``teacher:`` section, ``continual`` whether the experiment
         is a task sequence."""
         name = cls.registered_name
+        if cls.weights == "given" and spec.checkpoint and spec.train:
+            raise ConfigError("teacher.train", f"a {name} teacher takes `checkpoint:` or `train:`, "
+                                               f"not both; remove one")
         if cls.weights == "given" and not (spec.checkpoint or spec.train):
             raise ConfigError("teacher", f"a {name} teacher needs `checkpoint:` (a weights file) "
                                          f"or `train:` (the teacher stage's recipe)")

@@ -703,7 +703,7 @@ def test_resume_runs_the_kept_file_through_the_same_checks(tmp_path, capsys, ear
     ("{name: kd, temperature: 4}", "{name: kd, ? VALUE : 4}", "objectives.1."),
     ("name: hostile", "name: VALUE", "name"),
     ("{name: kd, temperature: 4}", "{name: kd, temperature: VALUE}", "objectives.1.temperature"),
-    ("role: frozen", "role: frozen\n  checkpoint: VALUE", "teacher.checkpoint"),
+    ("  train: {epochs: 1}\nstudent", "  checkpoint: VALUE\nstudent", "teacher.checkpoint"),
     ("seeds: [0]", "seeds: [0]\ntrainer: {accelerator: VALUE}", "trainer.accelerator"),
     ("{name: digits, batch_size: 64}", "{name: VALUE}", "data.name"),
     ("{name: digits, batch_size: 64}", "{name: cifar10, root: VALUE}", "data.root"),
@@ -950,3 +950,102 @@ def test_a_store_that_is_a_pipe_is_named_so(tmp_path, capsys):
     os.mkfifo(out / "results.sqlite")
     line = refused(capsys, ["run", write(tmp_path, GOOD), "--out", out])
     assert "not a regular file" in line, line
+
+
+# -------------------------------------------------- a second red-team pass: families 5 to 9
+
+def teacher_file(tmp_path, state) -> Path:
+    import torch
+    path = tmp_path / "teacher.pt"
+    torch.save({"state_dict": state}, path)
+    return path
+
+
+def digits_teacher_state():
+    from students import build_network
+    return build_network("small_cnn", {"width": 8}, num_classes=10,
+                         input_shape=(1, 8, 8)).net.state_dict()
+
+
+@pytest.mark.parametrize("damage,words", [
+    (lambda s: {k: 5 for k in s}, "names mapped to tensors"),
+    (lambda s: {i: v for i, v in enumerate(s.values())}, "names mapped to tensors"),
+    (lambda s: {k: v.float().fill_(float("nan")) if v.is_floating_point() else v
+                for k, v in s.items()}, "NaN or infinite"),
+    (lambda s: {**s, "extra.weight": next(iter(s.values()))}, "unexpected extra.weight"),
+])
+def test_a_teacher_checkpoint_of_the_wrong_content_is_one_line(tmp_path, capsys, damage, words):
+    path = teacher_file(tmp_path, damage(digits_teacher_state()))
+    text = GOOD.replace("  train: {epochs: 1}\nstudent", f"  checkpoint: {path}\nstudent")
+    line = refused(capsys, ["validate", write(tmp_path, text)])
+    assert "teacher.checkpoint" in line and words in line, line
+
+
+def test_checkpoint_and_train_together_are_refused(tmp_path, capsys):
+    path = teacher_file(tmp_path, digits_teacher_state())
+    text = GOOD.replace("  train: {epochs: 1}", f"  train: {{epochs: 1}}\n  checkpoint: {path}")
+    assert "not both" in refused(capsys, ["validate", write(tmp_path, text)])
+
+
+def test_damaged_files_of_an_earlier_run_are_one_line(tmp_path, capsys):
+    f = write(tmp_path, GOOD)
+    out = tmp_path / "runs"
+    assert main(["run", str(f), "--out", str(out), "--fast", "--variant", "kd"]) == 0
+    capsys.readouterr()
+    marker = out / "_fast" / "hostile" / "teacher" / "identity.json"
+    marker.write_text("{not json")
+    assert "identity.json: is damaged" in refused(capsys, ["run", f, "--out", out, "--fast"])
+    marker.unlink()
+    config = out / "_fast" / "hostile" / "kd" / "seed0" / "config.yaml"
+    (config.parent / "metrics.json").unlink()
+    config.write_bytes(b"\x00\xffgarbage: [")
+    assert "different configuration" in refused(capsys, ["run", f, "--out", out, "--fast",
+                                                         "--variant", "kd"])
+
+
+def test_compare_on_a_store_without_rows_is_one_line(tmp_path, capsys):
+    ResultsStore(tmp_path / "results.sqlite").check()
+    import sqlite3
+    from distill.results.store import SCHEMA
+    with sqlite3.connect(tmp_path / "results.sqlite") as db:
+        db.execute(SCHEMA)
+    assert "holds no results yet" in refused(capsys, ["compare", tmp_path])
+
+
+RETRIEVAL_BASE = """\
+name: ret
+data: {name: digit_captions, batch_size: 32}
+teacher:
+  role: frozen
+  net: {name: cross_encoder, dim: 16, embed_dim: 16}
+  objectives: [{name: itc}, {name: itm}]
+  train: {epochs: 1}
+student:
+  net: {name: dual_encoder, dim: 16, embed_dim: 16}
+objectives: [{name: itc}, {name: score_kd, candidates: 8}]
+"""
+
+
+@pytest.mark.parametrize("old,new,key", [
+    ("{name: score_kd, candidates: 8}", "{name: score_kd, candidates: 33}",
+     "objectives.1.candidates"),
+    ("net: {name: cross_encoder", "net: {name: dual_encoder", "teacher.objectives.1"),
+    ("objectives: [{name: itc}, {name: itm}]", "objectives: [{name: kd}]", "teacher.objectives.0"),
+])
+def test_retrieval_mistakes_of_the_teacher_stage_are_refused_at_validate(tmp_path, capsys, old,
+                                                                         new, key):
+    assert old in RETRIEVAL_BASE
+    f = write(tmp_path, RETRIEVAL_BASE.replace(old, new))
+    line = refused(capsys, ["validate", f])
+    assert line.startswith(f"{f}:") and f": {key}: " in line, line
+
+
+def test_a_split_file_entry_outside_the_image_folder_is_refused(tmp_path):
+    from dataset_files import write_karpathy
+    from distill.data.karpathy import flickr30k
+    from distill.errors import UserError
+    entries = write_karpathy(tmp_path)
+    entries[0]["filename"] = "../../../../etc/passwd"
+    (tmp_path / "dataset_flickr30k.json").write_text(json.dumps({"images": entries}))
+    with pytest.raises(UserError, match="lies outside"):
+        flickr30k(root=str(tmp_path), image_size=32)

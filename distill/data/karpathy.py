@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from distill.data.base import Splits
 from distill.data.pairs import ImageSet, PairSet, make_tokenizer
 from distill.data.vision import IMAGENET_MEAN, IMAGENET_STD
-from distill.errors import UserError
+from distill.errors import UserError, shorten
 from distill.registry import datasets
 
 
@@ -42,8 +42,10 @@ class ImageFiles(Dataset):
 
         try:
             image = decode_image(str(self.files[int(i)]), mode=ImageReadMode.RGB)
-        except RuntimeError as e:
-            raise UserError(f"{self.files[int(i)]}: cannot be read as an image ({e})") from None
+        except RuntimeError:
+            raise UserError(f"{shorten(str(self.files[int(i)]))} cannot be read as an image; "
+                            f"replace it or remove its entry from the split file",
+                            key="data.root") from None
         return self.transform(image)
 
 
@@ -78,6 +80,12 @@ def karpathy_splits(root: str, split_file: str, image_size: int, captions_per_im
                               else root_path / split_file)
     images_dir = root_path / "images" if (root_path / "images").is_dir() else root_path
     files = [images_dir / e.get("filepath", "") / e["filename"] for e in entries]
+    outside = next((f for f in files
+                    if not f.resolve().is_relative_to(images_dir.resolve())), None)
+    if outside is not None:
+        raise UserError(f"an entry's image {shorten(str(outside))} lies outside {images_dir}; "
+                        f"file names in a split file stay under the image folder",
+                        key="data.split_file")
     missing = [f for f in files if not f.is_file()]
     if missing:
         raise UserError(f"{len(missing)} of the split file's {len(files)} images are missing under "

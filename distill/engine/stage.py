@@ -151,7 +151,7 @@ def resolved_config(exp: Experiment, seed: int) -> str:
 def check_run_folder(exp: Experiment, seed: int, run_dir: Path) -> None:
     """Refuse to continue or reuse a run folder made with another configuration."""
     config_file = run_dir / "config.yaml"
-    if config_file.exists() and config_file.read_text() != resolved_config(exp, seed):
+    if config_file.exists() and config_file.read_bytes() != resolved_config(exp, seed).encode():
         raise UserError(f"{run_dir} holds a run of a different configuration; run with another "
                         f"--out, or delete that folder to start it afresh")
 
@@ -202,7 +202,7 @@ def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
     if last.exists():  # an unreadable checkpoint stops the run before anything is written
         SafeCheckpointIO().load_checkpoint(last)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(resolved_config(exp, seed))
+    (run_dir / "config.yaml").write_text(resolved_config(exp, seed), encoding="utf-8")
     trainer = stage_trainer(exp, run_dir, label, plan)
     started = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)

@@ -21,6 +21,17 @@ def sample_candidates(keys: torch.Tensor, count: int) -> torch.Tensor:
     return torch.cat([own, negatives], dim=1)
 
 
+def check_candidates(ctx, count: int) -> None:
+    """Refuse more candidates per query than a batch holds captions (ConfigError at bind)."""
+    from distill.errors import ConfigError
+
+    batch = ctx.experiment.data.batch_size if ctx.experiment is not None else None
+    if batch is not None and count > batch:
+        raise ConfigError(f"{ctx.key}.candidates",
+                          f"{count} candidates per query, but a batch holds {batch} captions; "
+                          f"lower candidates or raise data.batch_size")
+
+
 def hardest(teacher_scores: torch.Tensor, keep: int) -> torch.Tensor:
     """Columns (B x ``keep``) of the teacher's hardest candidates: the positive (column 0) first,
     then the ``keep - 1`` negatives the teacher scores highest, in its order. The same as keeping

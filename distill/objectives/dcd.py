@@ -34,7 +34,8 @@ from pydantic import Field
 
 from distill.errors import ConfigError
 from distill.objectives.base import Objective
-from distill.objectives.candidates import StudentScoreHead, hardest, sample_candidates
+from distill.objectives.candidates import (StudentScoreHead, check_candidates, hardest,
+                                           sample_candidates)
 from distill.registry import objectives
 
 
@@ -89,11 +90,7 @@ class DynamicContrastiveDistillation(Objective):
                               f"{self.hard_negatives} hard negatives plus the positive is more "
                               f"than the {self.candidates} candidates the teacher scores; raise "
                               f"candidates or lower hard_negatives")
-        batch = ctx.experiment.data.batch_size if ctx.experiment is not None else None
-        if batch is not None and self.candidates > batch:
-            raise ConfigError(f"{ctx.key}.candidates",
-                              f"{self.candidates} candidates per query, but a batch holds "
-                              f"{batch} captions; lower candidates or raise data.batch_size")
+        check_candidates(ctx, self.candidates)
 
     def forward(self, step):
         pool = sample_candidates(step.labels, self.candidates)

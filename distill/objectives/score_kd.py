@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import Field
 
 from distill.objectives.base import Objective
-from distill.objectives.candidates import StudentScoreHead, sample_candidates
+from distill.objectives.candidates import StudentScoreHead, check_candidates, sample_candidates
 from distill.objectives.kd import kd_loss
 from distill.registry import objectives
 
@@ -29,6 +29,10 @@ class ScoreDistillation(Objective):
         super().__init__()
         self.candidates, self.temperature = candidates, temperature
         self.student_head = StudentScoreHead()
+
+    def bind(self, ctx):
+        super().bind(ctx)
+        check_candidates(ctx, self.candidates)
 
     def forward(self, step):
         c = sample_candidates(step.labels, self.candidates)

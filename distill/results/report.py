@@ -71,6 +71,9 @@ def comparison(target: Path, fmt: str = "table", metrics: list[str] | None = Non
     ``baseline_if_present``: fall back to the default baseline when ``baseline`` has no results
     (after a run of some variants only)."""
     store, experiments = _locate(target)
+    if not experiments:
+        raise UserError(f"{target}: the results store holds no results yet; run an experiment "
+                        f"with `distill run FILE --out {target}` first")
     rendered = []
     for name in experiments:
         rows = store.rows(name)
