@@ -1049,3 +1049,12 @@ def test_a_split_file_entry_outside_the_image_folder_is_refused(tmp_path):
     (tmp_path / "dataset_flickr30k.json").write_text(json.dumps({"images": entries}))
     with pytest.raises(UserError, match="lies outside"):
         flickr30k(root=str(tmp_path), image_size=32)
+
+
+def test_a_store_that_is_a_dangling_link_is_refused_before_anything(tmp_path, capsys):
+    out = tmp_path / "runs"
+    out.mkdir()
+    (out / "results.sqlite").symlink_to(tmp_path / "nowhere" / "results.sqlite")
+    line = refused(capsys, ["run", write(tmp_path, GOOD), "--out", out])
+    assert "link to nothing" in line, line
+    assert sorted(p.name for p in out.iterdir()) == ["results.sqlite"]

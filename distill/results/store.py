@@ -7,6 +7,7 @@ the file is in WAL mode and a writer waits up to a minute for another one to fin
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -23,6 +24,16 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS results (
     experiment TEXT NOT NULL, variant TEXT NOT NULL, seed INTEGER NOT NULL,
     task INTEGER NOT NULL, metric TEXT NOT NULL, value REAL, recorded_at TEXT NOT NULL,
     PRIMARY KEY (experiment, variant, seed, task, metric))"""
+
+
+def _immutable(path: Path) -> bool:
+    """Whether the file cannot be opened for writing even by its owner (``chattr +i``, a
+    read-only mount), which ``os.access`` does not see for root."""
+    try:
+        with open(path, "r+b"):
+            return False
+    except OSError:
+        return True
 
 
 class ResultsStore:
@@ -75,6 +86,9 @@ class ResultsStore:
     def check(self) -> None:
         """Refuse (UserError) a file at the store's path that is not a results store, before any
         run writes; a missing or empty file is fine (it is created)."""
+        if self.path.is_symlink() and not self.path.exists():
+            raise UserError("is a link to nothing; remove it or give another --out",
+                            file=str(self.path))
         if not self.path.exists():
             return
         if not self.path.is_file():
@@ -85,6 +99,9 @@ class ResultsStore:
             return
         with self._reading(empty_ok=True):
             pass
+        if not os.access(self.path, os.W_OK) or _immutable(self.path):
+            raise UserError("cannot be written (read-only); give another --out",
+                            file=str(self.path))
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
