@@ -24,6 +24,29 @@ objectives:
 {objectives}{tail}"""
 
 
+# a small retrieval experiment: cross-encoder teacher, dual-encoder student, three variants
+RETRIEVAL = """\
+name: ret
+seeds: [0]
+data: {name: digit_captions, batch_size: 32}
+teacher:
+  role: frozen
+  net: {name: cross_encoder, dim: 16, embed_dim: 16}
+  objectives: [{name: itc}, {name: itm}]
+  train: {epochs: 1}
+student:
+  net: {name: dual_encoder, dim: 16, embed_dim: 16, image_args: {width: 4}}
+train: {epochs: 1, optimizer: {name: adamw, lr: 1.0e-3}}
+objectives:
+  - {name: itc}
+  - {name: dcd, candidates: 8, hard_negatives: 3}
+variants:
+  contrastive: {objectives: [{name: itc}]}
+  score-kd: {objectives: [{name: itc}, {name: score_kd, candidates: 8}]}
+  dcd: {}
+"""
+
+
 def build_variant(experiment, variant: str):
     """The module and data of one variant of a loaded experiment file, at seed 0."""
     exp = experiment.variants[variant]

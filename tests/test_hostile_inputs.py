@@ -19,7 +19,7 @@ import pytest
 from distill.cli import main
 from distill.config import load_experiment
 from distill.results.store import ResultsStore
-from experiment_text import digits_pair
+from experiment_text import RETRIEVAL, digits_pair
 
 GOOD = digits_pair("hostile", "  - {name: ce}\n  - {name: kd, temperature: 4}\n",
                    tail="variants:\n  ce-only: {objectives: [{name: ce}]}\n  kd: {}\n")
@@ -1012,30 +1012,18 @@ def test_compare_on_a_store_without_rows_is_one_line(tmp_path, capsys):
     assert "holds no results yet" in refused(capsys, ["compare", tmp_path])
 
 
-RETRIEVAL_BASE = """\
-name: ret
-data: {name: digit_captions, batch_size: 32}
-teacher:
-  role: frozen
-  net: {name: cross_encoder, dim: 16, embed_dim: 16}
-  objectives: [{name: itc}, {name: itm}]
-  train: {epochs: 1}
-student:
-  net: {name: dual_encoder, dim: 16, embed_dim: 16}
-objectives: [{name: itc}, {name: score_kd, candidates: 8}]
-"""
 
 
 @pytest.mark.parametrize("old,new,key", [
-    ("{name: score_kd, candidates: 8}", "{name: score_kd, candidates: 33}",
+    ("{name: dcd, candidates: 8, hard_negatives: 3}", "{name: score_kd, candidates: 33}",
      "objectives.1.candidates"),
     ("net: {name: cross_encoder", "net: {name: dual_encoder", "teacher.objectives.1"),
     ("objectives: [{name: itc}, {name: itm}]", "objectives: [{name: kd}]", "teacher.objectives.0"),
 ])
 def test_retrieval_mistakes_of_the_teacher_stage_are_refused_at_validate(tmp_path, capsys, old,
                                                                          new, key):
-    assert old in RETRIEVAL_BASE
-    f = write(tmp_path, RETRIEVAL_BASE.replace(old, new))
+    assert old in RETRIEVAL
+    f = write(tmp_path, RETRIEVAL.replace(old, new))
     line = refused(capsys, ["validate", f])
     assert line.startswith(f"{f}:") and f": {key}: " in line, line
 

@@ -14,6 +14,7 @@ from distill.engine.build import build_data, build_module, build_teacher
 from distill.evaluation.retrieval_recall import hit_rates
 from distill.objectives.candidates import hardest, sample_candidates
 from distill.objectives.itc import itc_loss
+from experiment_text import RETRIEVAL
 from students import build_network
 
 SHAPES = dict(num_classes=1, input_shape=(1, 8, 8), vocab_size=30, text_length=6)
@@ -116,26 +117,6 @@ def test_digit_captions_describe_content_and_relevance_is_content():
     assert len({tuple(t.tolist()) for t in first}) == 5
 
 
-RETRIEVAL = """\
-name: ret
-seeds: [0]
-data: {name: digit_captions, batch_size: 32}
-teacher:
-  role: frozen
-  net: {name: cross_encoder, dim: 16, embed_dim: 16}
-  objectives: [{name: itc}, {name: itm}]
-  train: {epochs: 1}
-student:
-  net: {name: dual_encoder, dim: 16, embed_dim: 16, image_args: {width: 4}}
-train: {epochs: 1, optimizer: {name: adamw, lr: 1.0e-3}}
-objectives:
-  - {name: itc}
-  - {name: dcd, candidates: 8, hard_negatives: 3}
-variants:
-  contrastive: {objectives: [{name: itc}]}
-  score-kd: {objectives: [{name: itc}, {name: score_kd, candidates: 8}]}
-  dcd: {}
-"""
 
 
 @pytest.fixture

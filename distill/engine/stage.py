@@ -165,7 +165,10 @@ def checkpoint_epoch(path: Path) -> int | None:
     """The last finished epoch held by the checkpoint at ``path`` (None when there is none)."""
     if not path.exists():
         return None
-    return int(SafeCheckpointIO().load_checkpoint(path)["epoch"])
+    try:  # memory-mapped: only the epoch is read, not the tensors (the fit loads them later)
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:  # unreadable: the same one-line refusal as everywhere else
+        return int(SafeCheckpointIO().load_checkpoint(path)["epoch"])
 
 
 def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> L.Trainer:
