@@ -1,0 +1,240 @@
+"""QCRD: quality-guided contrastive rationale distillation (Wang et al. 2024), on top of
+distilling step-by-step. Per training problem x:
+
+- positives: the teacher's samples that pass self-consistency (:mod:`rationale_pool`);
+- negatives: the teacher's samples that fail it, plus one sample of the student from ``rounds_back``
+  rounds (epochs) earlier at temperature ``student_temperature`` (self-adversarial);
+- ``L = CE(predict: x -> y) + a1 * L_pos + a2 * L_neg`` with
+  ``L_pos = D(x, r*) * CE(x, r*)``, ``r* = argmin_{r in pos} CE(x, r)`` and
+  ``L_neg = sum_{r in neg} (1 - D(x, r)) * max(0, delta - CE(x, r))``, batch means, CE each
+  sequence's token-mean cross-entropy of ``explain: x -> r``;
+- D(x, r) in [0, 1] (:class:`RationaleDiscriminator`) is pre-trained on positives against the
+  teacher's negatives and other problems' positives, and re-trained every ``retrain_every``
+  rounds with the student's negatives added, with its own Adam optimiser. The paper weighs its
+  loss by a3 = 0.5, decaying x0.9 per round; trained apart from the student, a weight acts only
+  through the step size, so the decay is applied to its learning rate.
+
+No authors' code is public; this follows the paper as summarised in METHODS.md."""
+from __future__ import annotations
+
+import copy
+from typing import Annotated
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from distill.objectives.rationale_discriminator import RationaleDiscriminator
+from distill.objectives.rationale_pool import RationaleObjective, rows_nll
+from distill.objectives.snapshot_ring import SnapshotRing
+from distill.registry import objectives
+
+
+def contrastive_rationale_loss(pos_nll: torch.Tensor, neg_nll: torch.Tensor,
+                               pos_weight: torch.Tensor, neg_weight: torch.Tensor,
+                               delta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_pos, L_neg) from B x P positive and B x Q negative sequence NLLs (``inf`` marks an
+    absent rationale) and their weights: ``L_pos`` the mean over problems with a positive of
+    ``w * nll`` at each problem's lowest-NLL positive; ``L_neg`` the mean over problems of
+    ``sum_q w_q * max(0, delta - nll_q)``."""
+    has = torch.isfinite(pos_nll).any(dim=1)
+    best = pos_nll.argmin(dim=1, keepdim=True)
+    pos_terms = (pos_weight.gather(1, best) * pos_nll.gather(1, best)).squeeze(1)
+    positive = pos_terms[has].mean() if has.any() else pos_nll.new_zeros(())
+    present = torch.isfinite(neg_nll)
+    hinge = torch.where(present, (delta - neg_nll).clamp(min=0), torch.zeros_like(neg_nll))
+    negative = ((neg_weight * hinge).sum(dim=1).mean() if neg_nll.numel()
+                else neg_nll.new_zeros(()))
+    return positive, negative
+
+
+@objectives.register("qcrd")
+class ContrastiveRationaleDistillation(RationaleObjective):
+    """QCRD: label CE + a1 * quality-weighted positive rationale CE + a2 * hinge on negative
+    rationales (teacher's failed samples, the student's from k rounds back) (generation)."""
+
+    def __init__(self, samples: Annotated[int, Field(ge=1, le=64)] = 5,
+                 temperature: float = 0.7,
+                 positive_weight: Annotated[float, Field(ge=0)] = 0.5,
+                 negative_weight: Annotated[float, Field(ge=0)] = 0.5,
+                 margin: Annotated[float, Field(gt=0, le=1e4)] = 3.0,
+                 negatives: bool = True, discriminator: bool = True,
+                 rounds_back: Annotated[int, Field(ge=1, le=1000)] = 5,
+                 student_temperature: float = 1.5,
+                 discriminator_lr: Annotated[float, Field(gt=0, le=1)] = 1e-3,
+                 discriminator_decay: Annotated[float, Field(gt=0, le=1)] = 0.9,
+                 pretrain_epochs: Annotated[int, Field(ge=0, le=100)] = 1,
+                 retrain_every: Annotated[int, Field(ge=1, le=1000)] = 1,
+                 discriminator_dim: Annotated[int, Field(ge=8, le=1024)] = 64,
+                 discriminator_batch: Annotated[int, Field(ge=1, le=4096)] = 128):
+        super().__init__("teacher", samples, temperature)
+        self.a1, self.a2, self.delta = positive_weight, negative_weight, margin
+        self.use_negatives, self.use_discriminator = negatives, discriminator
+        self.student_temperature = student_temperature
+        self.ring = SnapshotRing(rounds_back)
+        self.lr, self.decay = discriminator_lr, discriminator_decay
+        self.pretrain_epochs, self.retrain_every = pretrain_epochs, retrain_every
+        self.dim, self.disc_batch = discriminator_dim, discriminator_batch
+        self.discriminator: RationaleDiscriminator | None = None
+        self.rounds = 0  # discriminator trainings done (pre-training is round 0)
+        self.drawn = 0  # the student's negatives drawn so far
+        self.student_negatives: torch.Tensor | None = None  # N x L, this round's
+
+    def bind(self, ctx):
+        super().bind(ctx)
+        self._data_seed = ctx.data.seed
+        if self.use_discriminator:
+            self.discriminator = RationaleDiscriminator(ctx.data.splits.vocab_size,
+                                                        ctx.data.splits.text_length, self.dim)
+            self.disc_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr)
+
+    def trained_apart(self):
+        return [self.discriminator] if self.discriminator is not None else []
+
+    # -- state across rounds, in checkpoints ----------------------------------------------------
+    def get_extra_state(self):
+        state = {"ring": self.ring.states, "rounds": self.rounds, "drawn": self.drawn}
+        if self.discriminator is not None:
+            state["optimizer"] = self.disc_optimizer.state_dict()
+        return state
+
+    def set_extra_state(self, state):
+        self.ring.states = list(state["ring"])
+        self.rounds, self.drawn = int(state["rounds"]), int(state["drawn"])
+        if self.discriminator is not None:
+            self.disc_optimizer.load_state_dict(state["optimizer"])
+
+    # -- rounds -----------------------------------------------------------------------------------
+    def on_fit_start(self, trainer, pl_module):
+        super().on_fit_start(trainer, pl_module)
+        self.__dict__["_past"] = copy.deepcopy(pl_module.student.net).eval()  # not a submodule
+        self._past.requires_grad_(False)
+        if self.discriminator is not None and self.rounds == 0:
+            for _ in range(self.pretrain_epochs):
+                self.train_discriminator(trainer.datamodule, pl_module.device, epoch=-1)
+            self.rounds = 1
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        """Round ``e``: keep the student as it ended round e-1, draw this round's negatives from
+        the one ``rounds_back`` rounds earlier, re-train the discriminator."""
+        epoch = trainer.current_epoch
+        if epoch >= 1:
+            self.ring.push(pl_module.student.net)
+        self.student_negatives = None
+        data = trainer.datamodule
+        if self.use_negatives and self.ring.full:
+            self.student_negatives = self.draw_student_negatives(data, pl_module.device, epoch)
+            self.drawn += len(self.student_negatives)
+        if (self.discriminator is not None and epoch >= 1 and epoch % self.retrain_every == 0):
+            self.train_discriminator(data, pl_module.device, epoch)
+            self.rounds += 1
+
+    @torch.no_grad()
+    def draw_student_negatives(self, data, device, epoch: int) -> torch.Tensor:
+        self._past.load_state_dict(self.ring.oldest())
+        train = data.splits.train
+        generator = torch.Generator(device=device).manual_seed(
+            self._data_seed * 100_003 + epoch + 1)
+        length = train.rationale.shape[1]
+        out = []
+        for start in range(0, len(train), 256):
+            rows = train.explain[start:start + 256].to(device)
+            out.append(self._past.generate(rows, max_length=length,
+                                           temperature=self.student_temperature,
+                                           generator=generator).cpu())
+        return torch.cat(out)
+
+    def discriminator_examples(self, generator: torch.Generator):
+        """(problem, rationale, target) rows: every positive (1), the teacher's and the student's
+        negatives (0), and for each problem a positive of another problem (0)."""
+        pos, neg = self.pool.positives, self.pool.negatives
+        n = len(pos)
+        problems, rows, targets = [], [], []
+        for tensor, target in ((pos, 1.0), (neg, 0.0)):
+            present = (tensor != 0).any(dim=-1)
+            problems.append(present.nonzero()[:, 0])
+            rows.append(tensor[present])
+            targets.append(torch.full((int(present.sum()),), target))
+        if self.student_negatives is not None:
+            problems.append(torch.arange(n))
+            rows.append(self.student_negatives)
+            targets.append(torch.zeros(n))
+        other = (torch.arange(n) + torch.randint(1, max(n, 2), (n,), generator=generator)) % n
+        other_rows = pos[other, 0]
+        present = (other_rows != 0).any(dim=-1)
+        problems.append(torch.arange(n)[present])
+        rows.append(other_rows[present])
+        targets.append(torch.zeros(int(present.sum())))
+        width = max(r.shape[1] for r in rows)
+        rows = [F.pad(r, (0, width - r.shape[1])) for r in rows]
+        return torch.cat(problems), torch.cat(rows), torch.cat(targets)
+
+    def train_discriminator(self, data, device, epoch: int) -> None:
+        """One pass of the discriminator over its examples, learning rate ``lr * decay^round``."""
+        generator = torch.Generator().manual_seed(self._data_seed * 100_003 + 7919 * (epoch + 2))
+        problems, rows, targets = self.discriminator_examples(generator)
+        for group in self.disc_optimizer.param_groups:
+            group["lr"] = self.lr * self.decay ** self.rounds
+        explain = data.splits.train.explain
+        order = torch.randperm(len(targets), generator=generator)
+        self.discriminator.train()
+        with torch.enable_grad():
+            for start in range(0, len(order), self.disc_batch):
+                pick = order[start:start + self.disc_batch]
+                logits = self.discriminator(explain[problems[pick]].to(device),
+                                            rows[pick].to(device))
+                loss = F.binary_cross_entropy_with_logits(logits, targets[pick].to(device))
+                self.disc_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.disc_optimizer.step()
+
+    # -- the loss -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def quality(self, explain: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """B x K: D(x, r) for each present candidate (1 where absent or without a
+        discriminator)."""
+        present = (rows != 0).any(dim=-1)
+        out = torch.ones(present.shape, device=rows.device)
+        if self.discriminator is None or not present.any():
+            return out
+        was_training = self.discriminator.training
+        self.discriminator.eval()
+        sources = explain.repeat_interleave(present.sum(dim=1), dim=0)
+        scores = torch.sigmoid(self.discriminator(sources, rows[present]))
+        self.discriminator.train(was_training)
+        return out.masked_scatter(present, scores)
+
+    def forward(self, step):
+        scorer, explain = step.extra["student_seq"], step.extra["explain"]
+        index, device = step.index.cpu(), step.inputs.device
+        terms = {"label": scorer.nll(step.inputs, step.labels).mean()}
+        positives = self.pool.positives[index].to(device)
+        pos_nll = rows_nll(scorer, explain, positives)
+        pos_weight = self.quality(explain, positives)
+        if self.use_negatives:
+            negatives = self.pool.negatives[index]
+            if self.student_negatives is not None:
+                own = self.student_negatives[index][:, None]
+                width = max(negatives.shape[2], own.shape[2])
+                negatives = torch.cat([F.pad(negatives, (0, width - negatives.shape[2])),
+                                       F.pad(own, (0, width - own.shape[2]))], dim=1)
+            negatives = negatives.to(device)
+            neg_nll = rows_nll(scorer, explain, negatives)
+            neg_weight = 1 - self.quality(explain, negatives)
+        else:
+            neg_nll = pos_nll.new_zeros(len(index), 0)
+            neg_weight = neg_nll
+        positive, negative = contrastive_rationale_loss(pos_nll, neg_nll, pos_weight, neg_weight,
+                                                        self.delta)
+        terms["positive"] = self.a1 * positive
+        if self.use_negatives:
+            terms["negative"] = self.a2 * negative
+        return terms
+
+    def summary(self):
+        counts = super().summary()
+        if counts:
+            counts.update(negatives_teacher=int((self.pool.negatives != 0).any(-1).sum())
+                          if self.use_negatives else 0,
+                          negatives_student=self.drawn)
+        return counts
