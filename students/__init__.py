@@ -7,8 +7,9 @@ import inspect
 
 from distill.errors import UserError
 from distill.registry import networks
-from students import (cifar_resnet, cnn1d, cross_encoder, dual_encoder, mlp,  # noqa: F401
-                      mobilenetv2, small_cnn, torchvision_nets, vgg, vit, wrn)  # (registration)
+from students import (cifar_resnet, cnn1d, cross_encoder, dual_encoder, hf_seq2seq,  # noqa: F401
+                      mlp, mobilenetv2, seq2seq, small_cnn, torchvision_nets, vgg, vit,
+                      wrn)  # (registration)
 from distill.contracts import ModelOutput
 from students.taps import Tapped
 
