@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from distill.data.rationales import answer_after
+from distill.task_kinds.generation import answer_after
 from distill.data.sequence_tokenizer import EOS, PieceTokenizer, pieces
 from distill.objectives.qcrd import contrastive_rationale_loss
 from distill.objectives.rationale_pool import RationalePool, self_consistency

@@ -278,7 +278,8 @@ def test_rich():
 
 
 def test_retrieval_columns_come_in_the_papers_order_and_the_terminal_shows_a_summary(tmp_path):
-    from distill.results.report import TERMINAL_SUMMARY, comparison
+    from distill.results.report import TERMINAL_SUMMARIES, comparison
+    TERMINAL_SUMMARY = TERMINAL_SUMMARIES[0]
 
     store = ResultsStore(tmp_path / "results.sqlite")
     metrics = {f"{d}_r{k}": 50.0 + k for d in ("t2i", "i2t") for k in (10, 5, 1)}

@@ -21,6 +21,7 @@ and ``split_problems`` fixes a train/test split by seed with no question in both
 from __future__ import annotations
 
 import random
+import re
 import string
 from dataclasses import dataclass
 from itertools import count as forever, islice
@@ -177,6 +178,16 @@ def _problem(rng: random.Random, min_ops: int, max_ops: int, max_value: int) -> 
                     .format(**fields))
     rationale.append(f"{ANSWER_MARKER} {value}")
     return Problem(" ".join(question), " ".join(rationale), value, operations)
+
+
+EQUATION = re.compile(r"\d+ [-+*/] \d+ = \d+")
+
+
+def equations(rationale: str) -> str:
+    """The rationale's equations alone, then its answer: ``"5 + 3 = 8. 8 - 2 = 6. the answer is
+    6"`` (the equation annotations of GSM8K-style sets)."""
+    steps = EQUATION.findall(rationale)
+    return " ".join(f"{step}." for step in steps) + f" {ANSWER_MARKER} {answer_of(rationale)}"
 
 
 def _stream(seed: int, min_ops: int = 2, max_ops: int = 4,

@@ -41,6 +41,10 @@ def build_data(exp: Experiment, seed: int) -> DataModule:
         if len(items) == 0:
             raise ConfigError("data", f"the {part} set of {spec.name} is empty with these values; "
                                       f"give it samples")
+    for name in ("imbalance", "views"):
+        if getattr(spec, name) is not None and not splits.kind.has_classes:
+            raise ConfigError(f"data.{name}", f"{spec.name} is a {splits.kind.name} set without "
+                                              f"classes or images; remove data.{name}")
     train_index = None
     if spec.imbalance is not None:
         from distill.data.imbalance import long_tail_indices

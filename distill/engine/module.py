@@ -72,6 +72,8 @@ class DistillationModule(L.LightningModule):
     def configure_optimizers(self):
         own_groups = [group for o in self.objectives for group in o.param_groups()]
         in_own_group = {id(p) for group in own_groups for p in group["params"]}
+        in_own_group |= {id(p) for o in self.objectives for m in o.trained_apart()
+                         for p in m.parameters()}
         params = [p for p in self.student.parameters() if p.requires_grad]
         params += [p for p in self.objectives.parameters()
                    if p.requires_grad and id(p) not in in_own_group]

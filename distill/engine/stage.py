@@ -211,6 +211,8 @@ def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     history = module.history
     metrics = module.kind.results(module, data, history)
+    for objective in module.objectives:
+        metrics.update(objective.summary())
     for spec in exp.evaluate:
         metrics.update(evaluators.get(spec.name).target(**spec.params())(module, data))
     metrics.update(epochs=len(history), train_seconds=round(time.perf_counter() - started, 2))

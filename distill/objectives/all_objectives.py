@@ -1,3 +1,3 @@
 """Imports every objective module so each registers its name."""
-from distill.objectives import (ce, dcd, dino, itc, itm, kd, lwf, nd, prd, score_kd,  # noqa: F401
-                                supcon, trg)
+from distill.objectives import (ce, dcd, dino, dss, itc, itm, kd, lwf, nd, prd,  # noqa: F401
+                                qcrd, score_kd, supcon, trg)

@@ -70,6 +70,15 @@ class Objective(nn.Module, Callback):
         that classify otherwise (nearest prototype); None: the logits are the prediction."""
         return None
 
+    def trained_apart(self) -> list[nn.Module]:
+        """Submodules the objective trains with an optimiser of its own (a discriminator); the
+        student's optimiser leaves them alone."""
+        return []
+
+    def summary(self) -> dict[str, float]:
+        """Counts for the results table at the end of a stage (e.g. rationales kept)."""
+        return {}
+
     def param_groups(self) -> list[dict]:
         """Optimiser parameter groups with their own options, e.g. ``{"params": [...], "lr":
         0.01}``; parameters in no group train with the experiment's optimiser options."""

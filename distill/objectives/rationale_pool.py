@@ -17,6 +17,7 @@ import torch
 from distill.errors import ConfigError
 from distill.objectives.base import Objective
 from distill.objectives.class_means import file_digest, training_set_identity
+from distill.task_kinds.generation import trimmed
 
 
 def self_consistency(answers: list[list[str | None]], gold: list[str]) -> torch.Tensor:
@@ -162,6 +163,7 @@ class RationaleObjective(Objective):
 def rows_nll(scorer, sources: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """B x K token-mean NLLs of each problem's K candidate rationales (B x K x L) given its
     source; ``inf`` where a candidate is absent (all padding). One encoder pass per source."""
+    rows = trimmed(rows)
     present = (rows != 0).any(dim=-1)
     out = torch.full(present.shape, float("inf"), device=rows.device)
     if present.any():

@@ -12,7 +12,9 @@ from distill.results.table import (MethodTable, render_rich, to_csv, to_json, to
                                    to_markdown)
 
 # what the terminal table shows of a retrieval experiment (the other formats show every metric)
-TERMINAL_SUMMARY = ("i2t_r1", "t2i_r1", "rsum", "latency_i2t_us", "latency_t2i_us")
+# what a terminal shows when a kind's columns do not fit (retrieval, generation)
+TERMINAL_SUMMARIES = (("i2t_r1", "t2i_r1", "rsum", "latency_i2t_us", "latency_t2i_us"),
+                      ("answer_acc", "rationales_kept", "negatives_teacher", "negatives_student"))
 RENDER = {"table": render_rich, "md": to_markdown, "csv": to_csv, "json": to_json,
           "latex": to_latex}
 METRIC_NOTES = {
@@ -32,6 +34,15 @@ METRIC_NOTES = {
        for d in ("i2t", "t2i") for k in (1, 5, 10)},
     "rsum": "the sum of the six R@K at the final epoch",
     "rsum_best": "the best RSUM over epochs",
+    "answer_acc": "answer accuracy (%) of the predict: task at the final epoch: the greedy "
+                  "decoding equals the gold label exactly",
+    "answer_acc_best": "the best answer accuracy (%) over epochs",
+    "rationales_sampled": "teacher rationales sampled (or given by the data) over the training set",
+    "rationales_kept": "teacher rationales that passed self-consistency (the positives)",
+    "problems_without_positive": "training problems left without a positive rationale (their "
+                                 "rationale terms skipped)",
+    "negatives_teacher": "teacher rationales that failed self-consistency, used as negatives",
+    "negatives_student": "negatives drawn from the student k rounds back, over the whole training",
     "latency_i2t_us": "microseconds per image query: encoding it and ranking the caption gallery "
                       "(a cross encoder also re-scores its top candidates jointly)",
     "latency_t2i_us": "microseconds per caption query, likewise against the image gallery",
@@ -84,8 +95,9 @@ def comparison(target: Path, fmt: str = "table", metrics: list[str] | None = Non
             baseline = None
         shown = metrics
         available = {row["metric"] for row in rows}
-        if fmt == "table" and not metrics and set(TERMINAL_SUMMARY) <= available:
-            shown = list(TERMINAL_SUMMARY)  # ten retrieval columns do not fit a terminal
+        summary = next((s for s in TERMINAL_SUMMARIES if set(s) <= available), None)
+        if fmt == "table" and not metrics and summary is not None:
+            shown = list(summary)
         table = MethodTable.from_rows(rows, shown, baseline, order or _variant_order(exp_dir),
                                       notes=METRIC_NOTES)
         rendered.append((name, RENDER[fmt](table)))

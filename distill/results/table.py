@@ -31,14 +31,26 @@ def lower_is_better(metric: str) -> bool:
     return any(word in metric.lower() for word in LOWER_IS_BETTER)
 
 
-# retrieval: R@K by direction, then their sum, then the time per query
+# counts that describe a run rather than rank it: no best mark, no difference to the baseline
+COUNTS = ("rationales_sampled", "rationales_kept", "problems_without_positive",
+          "negatives_teacher", "negatives_student")
+
+
+def is_count(metric: str) -> bool:
+    return metric in COUNTS
+
+
+# retrieval: R@K by direction, then their sum, then the time per query; generation: the answer
+# accuracy, then the rationales and negatives behind it
 PREFERRED = tuple(f"{d}_r{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)) + \
-    ("rsum", "rsum_best", "latency_i2t_us", "latency_t2i_us")
+    ("rsum", "rsum_best", "latency_i2t_us", "latency_t2i_us", "answer_acc", "answer_acc_best") + \
+    COUNTS
 
 
 def metric_order(metric: str) -> tuple:
     """Columns in the order a reader expects: the retrieval metrics as in papers (image -> text
-    R@1/5/10, text -> image, RSUM, latency), every other metric alphabetically."""
+    R@1/5/10, text -> image, RSUM, latency), the generation metrics (answer accuracy, then the
+    counts), every other metric alphabetically."""
     return (PREFERRED.index(metric), "") if metric in PREFERRED else (len(PREFERRED), metric)
 
 
@@ -126,7 +138,10 @@ class MethodTable:
         return self.cells[variant].get(metric)
 
     def best(self, metric: str) -> set[str]:
-        """The variants with the best mean in one column (several on a tie; never the teacher)."""
+        """The variants with the best mean in one column (several on a tie; never the teacher;
+        none for a count)."""
+        if is_count(metric):
+            return set()
         means = {variant: cell.mean for variant in self.variants
                  if (cell := self.cell(variant, metric)) and not math.isnan(cell.mean)}
         if not means:
@@ -137,7 +152,7 @@ class MethodTable:
     def delta(self, variant: str, metric: str) -> float | None:
         """Mean of ``variant`` minus mean of the baseline; None for the baseline itself or a
         missing cell."""
-        if variant == self.baseline or self.baseline is None:
+        if variant == self.baseline or self.baseline is None or is_count(metric):
             return None
         cell, reference = self.cell(variant, metric), self.cell(self.baseline, metric)
         return cell.mean - reference.mean if cell and reference else None
@@ -166,13 +181,17 @@ def plain(text: str) -> str:
 
 
 def header(metric: str) -> str:
-    """A metric's column title with its direction, e.g. ``top1 ↑``."""
+    """A metric's column title with its direction, e.g. ``top1 ↑`` (a count has none)."""
+    if is_count(metric):
+        return metric
     return f"{metric} {'↓' if lower_is_better(metric) else '↑'}"
 
 
 def titles(table: MethodTable, escape=plain) -> list[str]:
+    """The column titles: each metric, and its difference to the baseline unless a count."""
     return ["variant"] + [escape(title) for metric in table.metrics
-                          for title in (header(metric), f"Δ {metric}")]
+                          for title in (header(metric), f"Δ {metric}")[:1 if is_count(metric)
+                                                                        else 2]]
 
 
 def cell_text(cell: Cell | None, strong=plain, escape=plain) -> str:
@@ -196,8 +215,9 @@ def text_rows(table: MethodTable, strong=plain, escape=plain) -> list[list[str]]
         row = [escape(table.label(variant))]
         for metric in table.metrics:
             mark = strong if variant in best[metric] else plain
-            row += [cell_text(table.cell(variant, metric), mark, escape),
-                    escape(delta_text(table.delta(variant, metric)))]
+            row.append(cell_text(table.cell(variant, metric), mark, escape))
+            if not is_count(metric):
+                row.append(escape(delta_text(table.delta(variant, metric))))
         rows.append(row)
     return rows
 

@@ -17,6 +17,7 @@ class TaskKind:
     name: ClassVar[str]
     headline: ClassVar[str]
     caches_teacher: ClassVar[bool] = True  # a frozen teacher's outputs may be cached per sample
+    has_classes: ClassVar[bool] = True  # targets are classes (imbalance profiles, views apply)
 
     def metrics(self, num_classes: int) -> dict[str, nn.Module]:
         """The validation metric modules (torchmetrics), kept on the LightningModule."""
