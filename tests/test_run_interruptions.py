@@ -86,3 +86,48 @@ def test_two_runs_of_one_file_into_one_out_at_once_both_finish(tmp_path):
     for variant in ("ce-only", "kd"):
         for seed in (0, 1):
             assert (shared / "pair" / variant / f"seed{seed}" / "metrics.json").exists()
+
+
+QCRD = """\
+name: qcrd
+seeds: [0]
+data: {name: arithmetic, train_size: 48, test_size: 16, batch_size: 16, max_ops: 2}
+threads: 1
+teacher:
+  role: frozen
+  net: {name: seq2seq, dim: 16, layers: 1, heads: 2}
+  objectives: [{name: dss, rationales: gold}]
+  train: {epochs: 1, optimizer: {name: adamw, lr: 1.0e-3}}
+student:
+  net: {name: seq2seq, dim: 16, layers: 1, heads: 2}
+train: {epochs: 5, optimizer: {name: adamw, lr: 1.0e-3}}
+objectives:
+  - {name: qcrd, rounds_back: 2, samples: 3}
+"""
+
+
+def test_qcrd_killed_mid_training_resumes_to_the_same_numbers(tmp_path):
+    """Killed as epoch 3 starts (after its round began: snapshot pushed, the student's negatives
+    drawn from 2 rounds back, the discriminator re-trained), then run again: the snapshot ring,
+    the discriminator and its optimiser come back from the checkpoint, and every logged number and
+    the final weights equal an uninterrupted run's."""
+    import torch
+
+    f = tmp_path / "qcrd.yaml"
+    f.write_text(QCRD)
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    run = Path("qcrd") / "default" / "seed0"
+    assert distill("run", f, "--out", whole).returncode == 0
+    assert distill("run", f, "--out", broken, code=KILL_AT_EPOCH_3).returncode == -9
+    assert distill("run", f, "--out", broken).returncode == 0
+    assert log_rows(broken / run) == log_rows(whole / run)
+    assert (json.loads((broken / run / "metrics.json").read_text())["history"]
+            == json.loads((whole / run / "metrics.json").read_text())["history"])
+    finals = [torch.load(out / run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+              for out in (whole, broken)]
+    assert finals[0].keys() == finals[1].keys()
+    for key in finals[0]:
+        if isinstance(finals[0][key], torch.Tensor):
+            assert torch.equal(finals[0][key], finals[1][key]), key
+    ring = finals[0]["objectives.0._extra_state"]["ring"]
+    assert len(ring) == 2  # the snapshots are in the checkpoint
