@@ -35,8 +35,9 @@ def build_data(exp: Experiment, seed: int) -> DataModule:
         try:
             splits = _splits(spec.name, json.dumps(spec.params(), sort_keys=True))
         except UserError as e:
-            raise e if e.key else UserError(e.message, key="data.root" if "root" in spec.params()
-                                            else "data") from None
+            if not e.key and not e.file:  # an error in a data file already names it
+                e.key = "data.root" if "root" in spec.params() else "data"
+            raise
     for part, items in (("training", splits.train), ("test", splits.test)):
         if len(items) == 0:
             raise ConfigError("data", f"the {part} set of {spec.name} is empty with these values; "
