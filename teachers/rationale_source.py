@@ -18,12 +18,17 @@ def sample_rationales(net, sources: torch.Tensor, count: int, temperature: float
     generator seeded by ``seed`` (the same file for the same teacher, sources and seed)."""
     generator = torch.Generator(device=device).manual_seed(seed)
     out = torch.zeros(len(sources), count, length, dtype=torch.long)
-    for start in range(0, len(sources), batch_size):
-        rows = sources[start:start + batch_size].to(device)
-        memory = net.expand(net.encode(rows), count)
-        drawn = net.generate(rows.repeat_interleave(count, dim=0), max_length=length,
-                             temperature=temperature, generator=generator, memory=memory)
-        out[start:start + len(rows)] = drawn.view(len(rows), count, length).cpu()
+    was_training = net.training
+    net.eval()  # no dropout: the encoder's memory is the network's, not a noisy one
+    try:
+        for start in range(0, len(sources), batch_size):
+            rows = sources[start:start + batch_size].to(device)
+            memory = net.expand(net.encode(rows), count)
+            drawn = net.generate(rows.repeat_interleave(count, dim=0), max_length=length,
+                                 temperature=temperature, generator=generator, memory=memory)
+            out[start:start + len(rows)] = drawn.view(len(rows), count, length).cpu()
+    finally:
+        net.train(was_training)
     return out
 
 
@@ -37,12 +42,7 @@ def teacher_rationales(net, sources: torch.Tensor, count: int, temperature: floa
         if isinstance(stored, torch.Tensor) and stored.shape == (len(sources), count, length):
             say(f"teacher rationales: reused {cache}")
             return stored
-    was_training = net.training
-    net.eval()
-    try:
-        tokens = sample_rationales(net, sources, count, temperature, length, seed, device=device)
-    finally:
-        net.train(was_training)
+    tokens = sample_rationales(net, sources, count, temperature, length, seed, device=device)
     if cache is not None:
         atomic_save(tokens, cache)
     say(f"teacher rationales: sampled {count} per problem for {len(sources)} problems at "

@@ -190,9 +190,10 @@ class ContrastiveRationaleDistillation(RationaleObjective):
 
     # -- the loss -----------------------------------------------------------------------------------
     @torch.no_grad()
-    def quality(self, explain: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """B x K: D(x, r) for each present candidate (1 where absent or without a
-        discriminator)."""
+    def weights(self, explain: torch.Tensor, rows: torch.Tensor,
+                negative: bool = False) -> torch.Tensor:
+        """B x K weights of the candidates: D(x, r) for positives, 1 - D(x, r) for negatives; 1
+        without a discriminator (the ablation) and where a candidate is absent."""
         present = (rows != 0).any(dim=-1)
         out = torch.ones(present.shape, device=rows.device)
         if self.discriminator is None or not present.any():
@@ -200,9 +201,9 @@ class ContrastiveRationaleDistillation(RationaleObjective):
         was_training = self.discriminator.training
         self.discriminator.eval()
         sources = explain.repeat_interleave(present.sum(dim=1), dim=0)
-        scores = torch.sigmoid(self.discriminator(sources, rows[present]))
+        quality = torch.sigmoid(self.discriminator(sources, rows[present]))
         self.discriminator.train(was_training)
-        return out.masked_scatter(present, scores)
+        return out.masked_scatter(present, 1 - quality if negative else quality)
 
     def forward(self, step):
         scorer, explain = step.extra["student_seq"], step.extra["explain"]
@@ -210,7 +211,7 @@ class ContrastiveRationaleDistillation(RationaleObjective):
         terms = {"label": scorer.nll(step.inputs, step.labels).mean()}
         positives = self.pool.positives[index].to(device)
         pos_nll = rows_nll(scorer, explain, positives)
-        pos_weight = self.quality(explain, positives)
+        pos_weight = self.weights(explain, positives)
         if self.use_negatives:
             negatives = self.pool.negatives[index]
             if self.student_negatives is not None:
@@ -220,7 +221,7 @@ class ContrastiveRationaleDistillation(RationaleObjective):
                                        F.pad(own, (0, width - own.shape[2]))], dim=1)
             negatives = negatives.to(device)
             neg_nll = rows_nll(scorer, explain, negatives)
-            neg_weight = 1 - self.quality(explain, negatives)
+            neg_weight = self.weights(explain, negatives, negative=True)
         else:
             neg_nll = pos_nll.new_zeros(len(index), 0)
             neg_weight = neg_nll
