@@ -57,6 +57,35 @@ class Seq2Seq(SequenceModel):
         return states, F.linear(states, self.embed.weight)
 
 
+    def stepper(self, memory: Memory):
+        """Incremental decoding (eval mode): each layer keeps the normalised inputs of the
+        positions decoded so far, so a step attends over them instead of decoding the whole
+        prefix again; the same numbers as :meth:`decode` on the prefix."""
+        layers = list(self.decoder.layers)
+        kept: list[torch.Tensor | None] = [None] * len(layers)
+        padding: list[torch.Tensor] = []
+
+        def next_logits(previous: torch.Tensor, t: int) -> torch.Tensor:
+            if t >= self.text_length:
+                raise ValueError(f"a sequence of {t + 1} tokens is longer than this seq2seq "
+                                 f"network's text_length {self.text_length}")
+            padding.append((previous == PAD) & (t > 0))  # the start id is no padding
+            ignore = torch.stack(padding, dim=1)
+            x = self.embed(previous)[:, None] * self.dim ** 0.5 + self.target_positions[:, t:t + 1]
+            for i, layer in enumerate(layers):
+                h = layer.norm1(x)
+                kept[i] = h if kept[i] is None else torch.cat([kept[i], h], dim=1)
+                x = x + layer.self_attn(h, kept[i], kept[i], key_padding_mask=ignore,
+                                        need_weights=False)[0]
+                x = x + layer.multihead_attn(layer.norm2(x), memory.states, memory.states,
+                                             key_padding_mask=~memory.mask,
+                                             need_weights=False)[0]
+                x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
+            return F.linear(self.decoder.norm(x), self.embed.weight)[:, 0]
+
+        return next_logits
+
+
 @networks.register("seq2seq")
 def seq2seq(vocab_size: int, text_length: int, dim: int = 128, layers: int = 2,
             decoder_layers: int | None = None, heads: int = 4, ff: int | None = None,

@@ -68,6 +68,18 @@ class SequenceModel(nn.Module):
         return F.cross_entropy(logits.float().transpose(1, 2), tgt, ignore_index=PAD,
                                reduction="none")
 
+    def stepper(self, memory: Memory):
+        """``next_logits(previous token B, position t) -> logits B x V`` for decoding one token
+        at a time; this one decodes the whole prefix again at each step (a network with a cache
+        gives its own)."""
+        prefix: list[torch.Tensor] = []
+
+        def next_logits(previous: torch.Tensor, t: int) -> torch.Tensor:
+            prefix.append(previous)
+            return self.decode_logits(memory, torch.stack(prefix, dim=1))[:, -1]
+
+        return next_logits
+
     @torch.no_grad()
     def generate(self, src: torch.Tensor, max_length: int, temperature: float = 0.0,
                  generator: torch.Generator | None = None,
@@ -82,8 +94,10 @@ class SequenceModel(nn.Module):
             rows = memory.mask.shape[0]
             out = torch.zeros(rows, max_length, dtype=torch.long, device=memory.mask.device)
             ended = torch.zeros(rows, dtype=torch.bool, device=out.device)
+            next_logits = self.stepper(memory)
             for t in range(max_length):
-                logits = self.decode_logits(memory, shift_right(out[:, :t + 1]))[:, -1].float()
+                previous = out[:, t - 1] if t else torch.full_like(out[:, 0], START)
+                logits = next_logits(previous, t).float()
                 if temperature == 0:
                     token = logits.argmax(dim=-1)
                 else:

@@ -276,3 +276,14 @@ def test_t5_refuses_what_it_cannot_build(params, key, message):
     with pytest.raises(ConfigError, match=message) as error:
         build("t5", **params)
     assert error.value.key == key and "\n" not in str(error.value)
+
+
+def test_incremental_decoding_gives_the_numbers_of_decoding_the_whole_prefix():
+    torch.manual_seed(0)
+    net = build("seq2seq", dim=32, layers=2, dropout=0.3).eval()
+    memory = net.encode(SRC)
+    full = SequenceModel.stepper(net, memory)  # the whole prefix again at every step
+    cached = net.stepper(memory)
+    tokens = [torch.zeros(3, dtype=torch.long), torch.tensor([5, 0, 7]), torch.tensor([6, 9, 0])]
+    for t, previous in enumerate(tokens):  # a 0 after the start is padding for both
+        torch.testing.assert_close(cached(previous, t), full(previous, t), atol=1e-5, rtol=1e-5)
