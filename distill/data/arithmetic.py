@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import random
 import re
-import string
 from dataclasses import dataclass
 from itertools import count as forever, islice
 from typing import Iterator
+
+from distill.task_kinds.generation import answer_after
 
 ANSWER_MARKER = "the answer is"
 NAMES = {"he": ("tom", "sam", "ben", "max", "leo", "jack", "dan", "finn"),
@@ -127,11 +128,7 @@ class Problem:
 def answer_of(text: str) -> str | None:
     """The text after the last ``ANSWER_MARKER``, without trailing punctuation or white space;
     None when the marker is absent or nothing follows it."""
-    at = text.rfind(ANSWER_MARKER)
-    if at < 0:
-        return None
-    answer = text[at + len(ANSWER_MARKER):].rstrip(string.punctuation + string.whitespace).strip()
-    return answer or None
+    return answer_after(text, ANSWER_MARKER)
 
 
 def _operands(kind: str, value: int, max_value: int) -> list[int]:

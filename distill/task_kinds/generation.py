@@ -8,6 +8,8 @@ Validation decodes each predict source greedily; the headline is the answer accu
 label equals the gold one exactly, as the step-by-step authors' ``compute_text_acc``)."""
 from __future__ import annotations
 
+import string
+
 import torch
 
 from distill.contracts import Step
@@ -50,7 +52,7 @@ def answer_after(text: str, marker: str) -> str | None:
     at = text.lower().rfind(marker.lower())
     if at < 0:
         return None
-    answer = text[at + len(marker):].strip().rstrip(".!?,;: ").strip()
+    answer = text[at + len(marker):].rstrip(string.punctuation + string.whitespace).strip()
     return answer or None
 
 
