@@ -43,8 +43,13 @@ def teacher_rationales(net, sources: torch.Tensor, count: int, temperature: floa
             say(f"teacher rationales: reused {cache}")
             return stored
     tokens = sample_rationales(net, sources, count, temperature, length, seed, device=device)
+    where = ""
     if cache is not None:
-        atomic_save(tokens, cache)
+        try:
+            atomic_save(tokens, cache)
+            where = f" -> {cache}"
+        except OSError as e:  # e.g. a read-only folder of a given checkpoint: sample next time
+            where = f" (not kept: {cache.parent} is not writable, {e.strerror})"
     say(f"teacher rationales: sampled {count} per problem for {len(sources)} problems at "
-        f"temperature {temperature:g}" + (f" -> {cache}" if cache is not None else ""))
+        f"temperature {temperature:g}{where}")
     return tokens

@@ -47,6 +47,27 @@ variants:
 """
 
 
+def arithmetic(name: str, train_size: int, epochs: int, objectives: str, tail: str = "") -> str:
+    """A small generation experiment: arithmetic problems of 2 operations, a tiny seq2seq teacher
+    trained on the gold rationales for one epoch, a tiny seq2seq student; ``objectives``: the YAML
+    list items, ``tail``: lines after them."""
+    return f"""\
+name: {name}
+seeds: [0]
+data: {{name: arithmetic, train_size: {train_size}, test_size: 16, batch_size: 16, max_ops: 2}}
+threads: 1
+teacher:
+  role: frozen
+  net: {{name: seq2seq, dim: 16, layers: 1, heads: 2}}
+  objectives: [{{name: dss, rationales: gold}}]
+  train: {{epochs: 1, optimizer: {{name: adamw, lr: 1.0e-3}}}}
+student:
+  net: {{name: seq2seq, dim: 16, layers: 1, heads: 2}}
+train: {{epochs: {epochs}, optimizer: {{name: adamw, lr: 1.0e-3}}}}
+objectives:
+{objectives}{tail}"""
+
+
 def build_variant(experiment, variant: str):
     """The module and data of one variant of a loaded experiment file, at seed 0."""
     exp = experiment.variants[variant]

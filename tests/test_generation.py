@@ -12,29 +12,15 @@ import torch
 from distill.cli import main
 from distill.config.load import load_experiment
 from distill.task_kinds.generation import exact_matches, trimmed
-from experiment_text import build_variant
+from experiment_text import arithmetic, build_variant
 
-TINY = """\
-name: gen
-seeds: [0]
-data: {name: arithmetic, train_size: 64, test_size: 16, batch_size: 16, max_ops: 2}
-threads: 1
-teacher:
-  role: frozen
-  net: {name: seq2seq, dim: 16, layers: 1, heads: 2}
-  objectives: [{name: dss, rationales: gold}]
-  train: {epochs: 1, optimizer: {name: adamw, lr: 1.0e-3}}
-student:
-  net: {name: seq2seq, dim: 16, layers: 1, heads: 2}
-train: {epochs: 3, optimizer: {name: adamw, lr: 1.0e-3}}
-objectives:
-  - {name: qcrd, rounds_back: 1, samples: 3}
+TINY = arithmetic("gen", 64, 3, "  - {name: qcrd, rounds_back: 1, samples: 3}\n", tail="""\
 variants:
   label-only: {objectives: [{name: ce}]}
   step-by-step: {objectives: [{name: dss, samples: 3}]}
   qcrd: {}
 baseline: label-only
-"""
+""")
 
 
 def test_exact_match_is_the_whole_label_up_to_its_end():
@@ -96,8 +82,7 @@ def test_the_teachers_samples_are_cached_beside_its_weights_and_counted(finished
 
 def modules(tmp_path, objectives: str):
     f = tmp_path / "e.yaml"
-    f.write_text(TINY.replace("  - {name: qcrd, rounds_back: 1, samples: 3}", objectives)
-                 .split("variants:")[0])
+    f.write_text(arithmetic("gen", 64, 3, objectives + "\n"))
     return load_experiment(str(f))
 
 

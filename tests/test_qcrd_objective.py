@@ -146,3 +146,16 @@ def test_the_teachers_sample_count_and_temperature(tmp_path):
     assert not torch.equal(three[:, 0], three[:, 1])
     assert torch.equal(three, sample_rationales(net, sources, 3, 1.0, 12, seed=0))
     assert not torch.equal(three, sample_rationales(net, sources, 3, 1.0, 12, seed=1))
+
+
+def test_teacher_negatives_caps_the_candidates_per_problem():
+    from distill.objectives.qcrd import ContrastiveRationaleDistillation as Q
+
+    rows = torch.tensor([[[1, 1], [2, 1], [3, 1]], [[4, 1], [0, 0], [0, 0]]])
+    assert torch.equal(Q.at_most(rows, None), rows)
+    torch.manual_seed(0)
+    two = Q.at_most(rows, 2)
+    assert two.shape == (2, 2, 2)
+    assert (two[0] != 0).any(-1).all() and {tuple(r) for r in two[0].tolist()} <= \
+        {(1, 1), (2, 1), (3, 1)} and len({tuple(r) for r in two[0].tolist()}) == 2
+    assert two[1].tolist() == [[4, 1], [0, 0]]  # the present one first, absence kept

@@ -137,3 +137,51 @@ def test_a_classification_network_or_imbalance_on_a_generation_set_is_refused(tm
                  .replace("{name: mlp}", SEQ2SEQ))
     assert main(["validate", str(f)]) == 2
     assert "data.imbalance: rationale_jsonl is a generation set" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra,key", [
+    (", answer_marker: ''", "data.answer_marker"),
+    (", max_length: 4", "data.max_length"),
+    (", tokenizer: /nonexistent/folder", "data.tokenizer"),
+])
+def test_bad_data_values_are_one_line_naming_the_key(tmp_path, capsys, extra, key):
+    f = write(tmp_path, [line("a?", "1")], objective="{name: ce}")
+    f.write_text(f.read_text().replace("batch_size: 4", "batch_size: 4" + extra))
+    assert main(["validate", str(f)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and key in err, err
+
+
+def test_a_teacher_checkpoint_in_a_read_only_folder_still_gives_rationales(tmp_path, capsys,
+                                                                         monkeypatch):
+    """Sampled rationales are kept beside the teacher's weights when that folder is writable;
+    otherwise they are sampled and used all the same, and the output says so."""
+    import torch
+
+    import teachers.rationale_source as source
+    from distill.data.rationales import rationale_jsonl
+    from students import build_network
+
+    f = write(tmp_path, [line("2 plus 3?", "5"), line("1 plus 1?", "2")],
+              objective="{name: dss, samples: 2}")
+    splits = rationale_jsonl(str(tmp_path / "train.jsonl"), str(tmp_path / "test.jsonl"))
+    net = build_network("seq2seq", {"dim": 16, "layers": 1, "heads": 2}, 1, (8,),
+                        vocab_size=splits.vocab_size, text_length=splits.text_length)
+    weights = tmp_path / "given" / "teacher.pt"
+    weights.parent.mkdir()
+    torch.save(net.net.state_dict(), weights)
+    f.write_text(f.read_text().replace("student:", "teacher:\n  role: frozen\n  net: {name: "
+                                       "seq2seq, dim: 16, layers: 1, heads: 2}\n  checkpoint: "
+                                       f"{weights}\nstudent:"))
+
+    def read_only(obj, path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(source, "atomic_save", read_only)
+    assert main(["run", str(f), "--out", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "not kept" in out and "is not writable" in out
+    assert not list(weights.parent.glob("rationales-*"))
+    metrics = json.loads((tmp_path / "runs" / "own" / "default" / "seed0" /
+                          "metrics.json").read_text())
+    assert metrics["rationales_sampled"] == 4

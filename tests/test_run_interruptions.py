@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from experiment_text import digits_pair
+from experiment_text import arithmetic, digits_pair
 
 pytestmark = pytest.mark.slow
 
@@ -88,22 +88,7 @@ def test_two_runs_of_one_file_into_one_out_at_once_both_finish(tmp_path):
             assert (shared / "pair" / variant / f"seed{seed}" / "metrics.json").exists()
 
 
-QCRD = """\
-name: qcrd
-seeds: [0]
-data: {name: arithmetic, train_size: 48, test_size: 16, batch_size: 16, max_ops: 2}
-threads: 1
-teacher:
-  role: frozen
-  net: {name: seq2seq, dim: 16, layers: 1, heads: 2}
-  objectives: [{name: dss, rationales: gold}]
-  train: {epochs: 1, optimizer: {name: adamw, lr: 1.0e-3}}
-student:
-  net: {name: seq2seq, dim: 16, layers: 1, heads: 2}
-train: {epochs: 5, optimizer: {name: adamw, lr: 1.0e-3}}
-objectives:
-  - {name: qcrd, rounds_back: 2, samples: 3}
-"""
+QCRD = arithmetic("qcrd", 48, 5, "  - {name: qcrd, rounds_back: 2, samples: 3}\n")
 
 
 def test_qcrd_killed_mid_training_resumes_to_the_same_numbers(tmp_path):

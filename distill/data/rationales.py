@@ -188,7 +188,8 @@ def read_examples(path: str, key: str, answer_marker: str) -> list[Example]:
 
 @datasets.register("rationale_jsonl")
 def rationale_jsonl(train: str, test: str, tokenizer: str = "pieces",
-                    answer_marker: str = "the answer is", max_length: Length = 128) -> Splits:
+                    answer_marker: Annotated[str, Field(min_length=1, max_length=200)] =
+                    "the answer is", max_length: Length = 128) -> Splits:
     """Your own generation data: JSONL lines with input, label, optional gold rationale and
     teacher rationales (each with its answer); ``tokenizer``: pieces (built in) or a local
     Hugging Face folder."""

@@ -2,8 +2,10 @@
 distilling step-by-step. Per training problem x:
 
 - positives: the teacher's samples that pass self-consistency (:mod:`rationale_pool`);
-- negatives: the teacher's samples that fail it, plus one sample of the student from ``rounds_back``
-  rounds (epochs) earlier at temperature ``student_temperature`` (self-adversarial);
+- negatives: the teacher's samples that fail it (``teacher_negatives``: at most that many per
+  problem, drawn at random each step; all by default), plus one sample of the student from
+  ``rounds_back`` rounds (epochs) earlier at temperature ``student_temperature``
+  (self-adversarial);
 - ``L = CE(predict: x -> y) + a1 * L_pos + a2 * L_neg`` with
   ``L_pos = D(x, r*) * CE(x, r*)``, ``r* = argmin_{r in pos} CE(x, r)`` and
   ``L_neg = sum_{r in neg} (1 - D(x, r)) * max(0, delta - CE(x, r))``, batch means, CE each
@@ -27,6 +29,7 @@ from pydantic import Field
 from distill.objectives.rationale_discriminator import RationaleDiscriminator
 from distill.objectives.rationale_pool import RationaleObjective, rows_nll
 from distill.objectives.snapshot_ring import SnapshotRing
+from distill.task_kinds.generation import trimmed
 from distill.registry import objectives
 
 
@@ -66,7 +69,9 @@ class ContrastiveRationaleDistillation(RationaleObjective):
                  pretrain_epochs: Annotated[int, Field(ge=0, le=100)] = 1,
                  retrain_every: Annotated[int, Field(ge=1, le=1000)] = 1,
                  discriminator_dim: Annotated[int, Field(ge=8, le=1024)] = 64,
-                 discriminator_batch: Annotated[int, Field(ge=1, le=4096)] = 128):
+                 discriminator_batch: Annotated[int, Field(ge=1, le=4096)] = 128,
+                 discriminator_samples: Annotated[int, Field(ge=1, le=10_000_000)] = 4096,
+                 teacher_negatives: Annotated[int, Field(ge=1, le=64)] | None = None):
         super().__init__("teacher", samples, temperature)
         self.a1, self.a2, self.delta = positive_weight, negative_weight, margin
         self.use_negatives, self.use_discriminator = negatives, discriminator
@@ -75,6 +80,8 @@ class ContrastiveRationaleDistillation(RationaleObjective):
         self.lr, self.decay = discriminator_lr, discriminator_decay
         self.pretrain_epochs, self.retrain_every = pretrain_epochs, retrain_every
         self.dim, self.disc_batch = discriminator_dim, discriminator_batch
+        self.disc_samples = discriminator_samples
+        self.teacher_negatives = teacher_negatives
         self.discriminator: RationaleDiscriminator | None = None
         self.rounds = 0  # discriminator trainings done (pre-training is round 0)
         self.drawn = 0  # the student's negatives drawn so far
@@ -170,19 +177,20 @@ class ContrastiveRationaleDistillation(RationaleObjective):
         return torch.cat(problems), torch.cat(rows), torch.cat(targets)
 
     def train_discriminator(self, data, device, epoch: int) -> None:
-        """One pass of the discriminator over its examples, learning rate ``lr * decay^round``."""
+        """One pass of the discriminator over (at most ``discriminator_samples`` of) its examples,
+        drawn afresh each round, learning rate ``lr * decay^round``."""
         generator = torch.Generator().manual_seed(self._data_seed * 100_003 + 7919 * (epoch + 2))
         problems, rows, targets = self.discriminator_examples(generator)
         for group in self.disc_optimizer.param_groups:
             group["lr"] = self.lr * self.decay ** self.rounds
         explain = data.splits.train.explain
-        order = torch.randperm(len(targets), generator=generator)
+        order = torch.randperm(len(targets), generator=generator)[:self.disc_samples]
         self.discriminator.train()
         with torch.enable_grad():
             for start in range(0, len(order), self.disc_batch):
                 pick = order[start:start + self.disc_batch]
-                logits = self.discriminator(explain[problems[pick]].to(device),
-                                            rows[pick].to(device))
+                logits = self.discriminator(trimmed(explain[problems[pick]]).to(device),
+                                            trimmed(rows[pick]).to(device))
                 loss = F.binary_cross_entropy_with_logits(logits, targets[pick].to(device))
                 self.disc_optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -198,12 +206,23 @@ class ContrastiveRationaleDistillation(RationaleObjective):
         out = torch.ones(present.shape, device=rows.device)
         if self.discriminator is None or not present.any():
             return out
+        rows = trimmed(rows)
         was_training = self.discriminator.training
         self.discriminator.eval()
         sources = explain.repeat_interleave(present.sum(dim=1), dim=0)
         quality = torch.sigmoid(self.discriminator(sources, rows[present]))
         self.discriminator.train(was_training)
         return out.masked_scatter(present, 1 - quality if negative else quality)
+
+    @staticmethod
+    def at_most(rows: torch.Tensor, count: int | None) -> torch.Tensor:
+        """B x Q x L candidates with at most ``count`` present per problem, a random choice each
+        step (all when ``count`` is None)."""
+        present = (rows != 0).any(dim=-1)
+        if count is None or rows.shape[1] <= count:
+            return rows
+        order = torch.rand(present.shape).masked_fill(~present, 2.0).argsort(dim=1)
+        return rows.gather(1, order[:, :count, None].expand(-1, -1, rows.shape[2]))
 
     def forward(self, step):
         scorer, explain = step.extra["student_seq"], step.extra["explain"]
@@ -213,7 +232,7 @@ class ContrastiveRationaleDistillation(RationaleObjective):
         pos_nll = rows_nll(scorer, explain, positives)
         pos_weight = self.weights(explain, positives)
         if self.use_negatives:
-            negatives = self.pool.negatives[index]
+            negatives = self.at_most(self.pool.negatives[index], self.teacher_negatives)
             if self.student_negatives is not None:
                 own = self.student_negatives[index][:, None]
                 width = max(negatives.shape[2], own.shape[2])
