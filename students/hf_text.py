@@ -21,9 +21,10 @@ def transformers_module():
     return transformers
 
 
-def local_folder(path: str, key: str) -> str:
-    if not (Path(path) / "config.json").is_file():
-        raise ConfigError(key, f"{path!r} is not a local Hugging Face folder (no config.json); "
+def local_folder(path: str, key: str, marker: str = "config.json") -> str:
+    """``path`` when it is a folder written by ``save_pretrained`` (holding ``marker``)."""
+    if not (Path(path) / marker).is_file():
+        raise ConfigError(key, f"{path!r} is not a local Hugging Face folder (no {marker}); "
                                f"give the folder written by save_pretrained (nothing is downloaded)")
     return path
 

@@ -98,3 +98,22 @@ def test_snapshot_ring_keeps_the_last_k_copies():
     assert ring.full and math.isclose(ring.oldest()["weight"].item(), 2.0)
     net.weight.data.fill_(9.0)
     assert ring.oldest()["weight"].item() == 2.0  # copies, not references
+
+
+def test_equation_value_parses_arithmetic_and_nothing_else():
+    from distill.task_kinds.generation import equation_value
+
+    assert equation_value("((10 - 6) + 10) / 2") == 7.0
+    assert equation_value(" -3 * (2 + 1) ") == -9.0
+    for text in ("__import__('os')", "2 ** 3", "1 / 0", "((((", "x + 1", "1" * 501, ""):
+        assert equation_value(text) is None, text
+
+
+def test_arithmetic_labels_are_the_steps_as_one_expression():
+    from distill.data.arithmetic import expression, split_problems
+    from distill.task_kinds.generation import equation_value
+
+    assert expression("13 - 6 = 7. 7 * 2 = 14. 14 - 12 = 2. the answer is 2") == \
+        "((13 - 6) * 2) - 12"
+    train, _ = split_problems(200, 10, 0, max_value=20)
+    assert all(equation_value(expression(p.rationale)) == p.answer for p in train)

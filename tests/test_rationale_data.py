@@ -180,8 +180,44 @@ def test_a_teacher_checkpoint_in_a_read_only_folder_still_gives_rationales(tmp_p
     monkeypatch.setattr(source, "atomic_save", read_only)
     assert main(["run", str(f), "--out", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
+    assert "sampled 2 per problem for 2 problems" in out
     assert "not kept" in out and "is not writable" in out
     assert not list(weights.parent.glob("rationales-*"))
     metrics = json.loads((tmp_path / "runs" / "own" / "default" / "seed0" /
                           "metrics.json").read_text())
-    assert metrics["rationales_sampled"] == 4
+    assert metrics["rationales_sampled"] <= 4  # an untrained teacher may end a sample at once
+
+
+def word_level_tokenizer(folder, words: list[str]) -> None:
+    """A Hugging Face tokenizer folder with T5's special ids (pad 0, end 1, unknown 2) that does
+    not add the end of sequence itself, written offline."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>",
+                            unk_token="<unk>").save_pretrained(folder)
+
+
+def test_a_hugging_face_tokenizer_folder_serves_t5_on_own_data(tmp_path):
+    pytest.importorskip("transformers")
+    from distill.data.sequence_tokenizer import EOS, HFSequenceTokenizer
+
+    folder = tmp_path / "tok"
+    words = sorted(set("predict explain : plus minus times over ? . = + - * / the answer is so"
+                       .split()) | {str(n) for n in range(13)})
+    word_level_tokenizer(folder, words)
+    tok = HFSequenceTokenizer(str(folder))
+    ids = tok(["2 plus 3 ?", "4 minus 1 ? and more words than fit"], 6)
+    assert ids[0].tolist()[:5] == [tok.tokenizer.convert_tokens_to_ids(w) for w in
+                                   ("2", "plus", "3", "?")] + [EOS]
+    assert ids[1, -1].item() == EOS  # cut, still ended
+    assert tok.decode(ids[:1]) == ["2 plus 3 ?"]
+    f = write(tmp_path, GOOD, objective="{name: dss}", net=T5)
+    f.write_text(f.read_text().replace("batch_size: 4", f"batch_size: 4, tokenizer: {folder}"))
+    assert main(["run", str(f), "--out", str(tmp_path / "runs")]) == 0
+    metrics = json.loads((tmp_path / "runs" / "own" / "default" / "seed0" /
+                          "metrics.json").read_text())
+    assert metrics["rationales_kept"] == 4

@@ -187,6 +187,16 @@ def equations(rationale: str) -> str:
     return " ".join(f"{step}." for step in steps) + f" {ANSWER_MARKER} {answer_of(rationale)}"
 
 
+def expression(rationale: str) -> str:
+    """The rationale's steps as one expression, the label of the problem's ``predict:`` task as
+    in the step-by-step authors' SVAMP: ``"5 + 3 = 8. 8 - 2 = 6"`` -> ``"(5 + 3) - 2"``."""
+    steps = [step.split() for step in EQUATION.findall(rationale)]
+    expr = steps[0][0]
+    for k, (_, op, operand, _, _) in enumerate(steps):
+        expr = f"{expr} {op} {operand}" if k == len(steps) - 1 else f"({expr} {op} {operand})"
+    return expr
+
+
 def _stream(seed: int, min_ops: int = 2, max_ops: int = 4,
             max_value: int = 99) -> Iterator[Problem]:
     """Problems drawn one after another from ``seed``, without end (the arguments checked now)."""

@@ -5,10 +5,11 @@ rationale and several teacher rationales each with its final answer, laid out wi
 Two sources: the embedded arithmetic word problems (:mod:`distill.data.arithmetic`) and a user's
 JSONL files, one example per line::
 
-    {"input": "...", "label": "...", "rationale": "...",
+    {"input": "...", "label": "...", "rationale": "...", "answer": "6",
      "rationales": [{"text": "... the answer is 6", "answer": "6"}, ...]}
 
-``rationale`` (a gold one) and ``rationales`` (teacher samples) are optional; without the
+``rationale`` (a gold one), ``answer`` (what a rationale must reach, when the label is not the
+answer itself, e.g. an equation) and ``rationales`` (teacher samples) are optional; without the
 latter the teacher rationales are sampled from the experiment's teacher."""
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class Example:
     label: str
     rationale: str = ""  # a gold rationale ("" when there is none)
     samples: list[tuple[str, str]] = field(default_factory=list)  # teacher (text, answer) pairs
+    answer: str = ""  # the gold answer a rationale must reach ("": the label)
 
 
 @dataclass
@@ -62,7 +64,7 @@ class RationaleSet(Dataset):
 
 
 def rationale_splits(train: list[Example], test: list[Example], tokenizer: str,
-                     answer_marker: str, max_length: int) -> Splits:
+                     answer_marker: str, max_length: int, match: str = "exact") -> Splits:
     """Tokenised splits of a generation task (lengths: the longest text, at most ``max_length``)."""
     from distill.task_kinds.generation import Generation
 
@@ -98,7 +100,7 @@ def rationale_splits(train: list[Example], test: list[Example], tokenizer: str,
             len(train), most, -1)
         answers = [[a for _, a in e.samples] + [None] * (most - len(e.samples)) for e in train]
         given = GivenRationales(tokens, answers)
-    kind = Generation(tok, answer_marker, [e.label for e in train], given)
+    kind = Generation(tok, answer_marker, [e.answer or e.label for e in train], given, match)
     return Splits(part(train), part(test), torch.zeros(len(train), dtype=torch.long),
                   torch.zeros(len(test), dtype=torch.long), num_classes=1,
                   input_shape=(source,), kind=kind, vocab_size=tok.vocab_size,
@@ -116,11 +118,13 @@ def arithmetic(train_size: Annotated[int, Field(ge=2, le=100_000)] = 2000,
                max_value: Annotated[int, Field(ge=10, le=10_000)] = 99,
                seed: Annotated[int, Field(ge=0, le=2 ** 32 - 1)] = 0,
                rationale: Literal["equations", "sentences"] = "equations",
+               label: Literal["equation", "answer"] = "equation",
                max_length: Length = 128) -> Splits:
     """Arithmetic word problems (embedded, generated offline): 2-4 operations, a gold
-    step-by-step rationale (its equations, or whole sentences) and the answer; generation with
-    predict:/explain: tasks."""
-    from distill.data.arithmetic import ANSWER_MARKER, equations, split_problems
+    step-by-step rationale (its equations, or whole sentences); the label is the problem's
+    equation (right when it has the answer's value, as SVAMP in distilling step-by-step) or the
+    answer itself; generation with predict:/explain: tasks."""
+    from distill.data.arithmetic import ANSWER_MARKER, equations, expression, split_problems
 
     if min_ops > max_ops:
         raise ConfigError("data.min_ops", f"min_ops {min_ops} is above max_ops {max_ops}; give "
@@ -128,9 +132,11 @@ def arithmetic(train_size: Annotated[int, Field(ge=2, le=100_000)] = 2000,
     train, test = split_problems(train_size, test_size, seed, min_ops=min_ops, max_ops=max_ops,
                                  max_value=max_value)
     gold = equations if rationale == "equations" else str
-    examples = [[Example(p.question, str(p.answer), gold(p.rationale)) for p in part]
-                for part in (train, test)]
-    return rationale_splits(*examples, "pieces", ANSWER_MARKER, max_length)
+    examples = [[Example(p.question, expression(p.rationale) if label == "equation"
+                         else str(p.answer), gold(p.rationale), answer=str(p.answer))
+                 for p in part] for part in (train, test)]
+    return rationale_splits(*examples, "pieces", ANSWER_MARKER, max_length,
+                            match="equation" if label == "equation" else "exact")
 
 
 def read_examples(path: str, key: str, answer_marker: str) -> list[Example]:
@@ -160,9 +166,10 @@ def read_examples(path: str, key: str, answer_marker: str) -> list[Example]:
             for name in ("input", "label"):
                 if not isinstance(item.get(name), str) or not item[name].strip():
                     raise refuse(f"\"{name}\" is missing or not a non-empty string")
-            rationale = item.get("rationale", "")
-            if not isinstance(rationale, str):
-                raise refuse("\"rationale\" is not a string")
+            rationale, answer = item.get("rationale", ""), item.get("answer", "")
+            for name, value in (("rationale", rationale), ("answer", answer)):
+                if not isinstance(value, str):
+                    raise refuse(f"\"{name}\" is not a string")
             given = item.get("rationales", [])
             if not isinstance(given, list) or not all(isinstance(g, dict) for g in given):
                 raise refuse("\"rationales\" is not a list of {\"text\": ..., \"answer\": ...}")
@@ -171,15 +178,15 @@ def read_examples(path: str, key: str, answer_marker: str) -> list[Example]:
                 text = sample.get("text")
                 if not isinstance(text, str) or not text.strip():
                     raise refuse(f"rationale {k} has no \"text\"")
-                answer = sample.get("answer", answer_after(text, answer_marker))
-                if not isinstance(answer, str) or not answer.strip():
+                said = sample.get("answer", answer_after(text, answer_marker))
+                if not isinstance(said, str) or not said.strip():
                     raise refuse(f"rationale {k} has no answer; give \"answer\" or end its text "
                                  f"with '{answer_marker} ...'")
-                pairs.append((text, answer.strip()))
+                pairs.append((text, said.strip()))
             if examples and bool(examples[0].samples) != bool(pairs):
                 raise refuse("\"rationales\" on some lines only; give them on every line or on "
                              "none")
-            examples.append(Example(item["input"], item["label"], rationale, pairs))
+            examples.append(Example(item["input"], item["label"], rationale, pairs, answer))
     if not examples:
         raise ConfigError(key, f"{shorten(path, 80)} holds no examples; give one JSON object "
                                f"per line")
@@ -189,11 +196,14 @@ def read_examples(path: str, key: str, answer_marker: str) -> list[Example]:
 @datasets.register("rationale_jsonl")
 def rationale_jsonl(train: str, test: str, tokenizer: str = "pieces",
                     answer_marker: Annotated[str, Field(min_length=1, max_length=200)] =
-                    "the answer is", max_length: Length = 128) -> Splits:
-    """Your own generation data: JSONL lines with input, label, optional gold rationale and
-    teacher rationales (each with its answer); ``tokenizer``: pieces (built in) or a local
-    Hugging Face folder."""
+                    "the answer is", max_length: Length = 128,
+                    match: Literal["exact", "equation"] = "exact") -> Splits:
+    """Your own generation data: JSONL lines with input, label, optional gold rationale, answer
+    and teacher rationales (each with its answer); ``tokenizer``: pieces (built in) or a local
+    Hugging Face folder; ``match: equation`` scores labels that are arithmetic expressions by
+    value."""
     train_examples = read_examples(train, "data.train", answer_marker)
     test_examples = [Example(e.input, e.label, e.rationale)
                      for e in read_examples(test, "data.test", answer_marker)]
-    return rationale_splits(train_examples, test_examples, tokenizer, answer_marker, max_length)
+    return rationale_splits(train_examples, test_examples, tokenizer, answer_marker, max_length,
+                            match)

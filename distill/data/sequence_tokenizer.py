@@ -12,6 +12,8 @@ from collections import Counter
 
 import torch
 
+from distill.errors import ConfigError
+
 PAD, EOS, UNKNOWN = 0, 1, 2
 MARK = "▁"
 PIECE = re.compile(r"[a-z]+|\d|[^\sa-z\d]")
@@ -70,10 +72,8 @@ class HFSequenceTokenizer:
     def __init__(self, path: str):
         from students.hf_text import local_folder, transformers_module
 
-        from distill.errors import ConfigError
-
         self.tokenizer = transformers_module().AutoTokenizer.from_pretrained(
-            local_folder(path, "data.tokenizer"), local_files_only=True)
+            local_folder(path, "data.tokenizer", "tokenizer_config.json"), local_files_only=True)
         if (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id) != (PAD, EOS):
             raise ConfigError("data.tokenizer", f"the tokenizer pads with id "
                                                 f"{self.tokenizer.pad_token_id} and ends sequences "
@@ -84,12 +84,20 @@ class HFSequenceTokenizer:
     def vocab_size(self) -> int:
         return len(self.tokenizer)
 
+    def _ids(self, texts: list[str]) -> list[list[int]]:
+        """Each text's ids ending with EOS (T5's tokenizer adds it; one that does not gets it)."""
+        rows = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
+        return [row if row and row[-1] == EOS else row + [EOS] for row in rows]
+
     def lengths(self, texts: list[str]) -> list[int]:
-        return [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
+        return [len(ids) for ids in self._ids(texts)]
 
     def __call__(self, texts: list[str], length: int) -> torch.Tensor:
-        return self.tokenizer(texts, padding="max_length", truncation=True, max_length=length,
-                              return_tensors="pt")["input_ids"]
+        out = torch.full((len(texts), length), PAD, dtype=torch.long)
+        for row, ids in enumerate(self._ids(texts)):
+            ids = ids[:length - 1] + [EOS] if len(ids) > length else ids
+            out[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return out
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         texts = []

@@ -147,7 +147,7 @@ class RationaleObjective(Objective):
             texts = kind.tokenizer.decode(tokens.flatten(0, 1))
             flat = kind.answer(texts)
             answers = [flat[i * self.samples:(i + 1) * self.samples] for i in range(len(tokens))]
-        pool = RationalePool.from_samples(tokens, answers, kind.train_labels)
+        pool = RationalePool.from_samples(tokens, answers, kind.train_answers)
         say(f"teacher rationales: {pool.kept} of {pool.sampled} kept by self-consistency; "
             f"{pool.without_positive} problems without a positive (their rationale terms are "
             f"skipped)")

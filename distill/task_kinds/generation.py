@@ -8,6 +8,8 @@ Validation decodes each predict source greedily; the headline is the answer accu
 label equals the gold one exactly, as the step-by-step authors' ``compute_text_acc``)."""
 from __future__ import annotations
 
+import ast
+import operator
 import string
 
 import torch
@@ -56,6 +58,31 @@ def answer_after(text: str, marker: str) -> str | None:
     return answer or None
 
 
+OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+             ast.Div: operator.truediv}
+
+
+def equation_value(text: str) -> float | None:
+    """The value of an arithmetic expression of numbers, + - * / and parentheses (parsed, never
+    executed); None for anything else, a division by zero or text longer than 500 characters."""
+    if len(text) > 500:
+        return None
+
+    def value(node):
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return float(node.value)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -value(node.operand)
+        if isinstance(node, ast.BinOp) and type(node.op) in OPERATORS:
+            return OPERATORS[type(node.op)](value(node.left), value(node.right))
+        raise ValueError("not arithmetic")
+
+    try:
+        return value(ast.parse(text.strip(), mode="eval").body)
+    except (SyntaxError, ValueError, ZeroDivisionError, RecursionError, OverflowError):
+        return None
+
+
 def trimmed(ids: torch.Tensor) -> torch.Tensor:
     """``ids`` (... x L, padded with 0) without the padding columns no row uses."""
     used = (ids != 0).reshape(-1, ids.shape[-1]).any(dim=0)
@@ -74,18 +101,22 @@ def exact_matches(generated: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 
 class Generation(TaskKind):
     """``tokenizer`` decodes ids to text; ``answer_marker`` ends a rationale before its answer
-    (``"... the answer is 6"``); ``train_labels`` are the training set's gold labels as text;
-    ``given`` the teacher rationales the data brings (:class:`~distill.data.rationales.GivenRationales`),
-    or None when they are to be sampled from a teacher."""
+    (``"... the answer is 6"``); ``train_answers`` are the training problems' gold answers as
+    text (what a rationale's answer must equal); ``given`` the teacher rationales the data brings
+    (:class:`~distill.data.rationales.GivenRationales`), or None when they are to be sampled from
+    a teacher. ``match``: a prediction is right when its ids equal the label's (``exact``), or
+    when both are arithmetic expressions of the same value (``equation``, the step-by-step
+    authors' SVAMP metric)."""
 
     name = "generation"
     headline = "answer_acc"
     caches_teacher = False
     has_classes = False
 
-    def __init__(self, tokenizer, answer_marker: str, train_labels: list[str], given=None):
+    def __init__(self, tokenizer, answer_marker: str, train_answers: list[str], given=None,
+                 match: str = "exact"):
         self.tokenizer, self.answer_marker = tokenizer, answer_marker
-        self.train_labels, self.given = train_labels, given
+        self.train_answers, self.given, self.match = train_answers, given, match
         self._correct, self._total = 0, 0
 
     def metrics(self, num_classes):
@@ -121,7 +152,12 @@ class Generation(TaskKind):
         (predict, _, _), labels = batch[0], batch[1]
         predict, labels = trimmed(predict), trimmed(labels)
         generated = module.student.net.generate(predict, max_length=labels.shape[1])
-        self._correct += int(exact_matches(generated, labels).sum())
+        if self.match == "equation":
+            pairs = zip(self.tokenizer.decode(generated), self.tokenizer.decode(labels))
+            self._correct += sum((v := equation_value(p)) is not None and v == equation_value(g)
+                                 for p, g in pairs)
+        else:
+            self._correct += int(exact_matches(generated, labels).sum())
         self._total += len(labels)
 
     def validation_end(self, module):
