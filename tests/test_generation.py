@@ -123,3 +123,20 @@ def test_gold_rationales_without_gold_are_refused(tmp_path, capsys):
     assert main(["validate", str(e)]) == 2
     err = capsys.readouterr().err
     assert "teacher.objectives.0.rationales" in err and "no gold rationales" in err
+
+
+@pytest.mark.parametrize("match,expected", [("exact", 25.0), ("equation", 75.0)])
+def test_answers_match_exactly_or_by_the_equations_value(match, expected):
+    from types import SimpleNamespace
+
+    from distill.data.sequence_tokenizer import PieceTokenizer
+    from distill.task_kinds.generation import Generation
+
+    tok = PieceTokenizer(["(5 + 3) - 2 = 6 8 x"])
+    labels = tok(["(5 + 3) - 2", "8 - 2", "6", "x"], 12)
+    said = tok(["(5 + 3) - 2", "(5 + 3) - 2", "8 - 2", "3 + 3"], 12)  # right, =6, =6, not x
+    net = SimpleNamespace(generate=lambda predict, max_length: said[:, :max_length])
+    module = SimpleNamespace(student=SimpleNamespace(net=net))
+    kind = Generation(tok, "the answer is", [], match=match)
+    kind.validation_step(module, ((labels, labels, labels), labels))
+    assert kind.validation_end(module) == {"answer_acc": expected}
