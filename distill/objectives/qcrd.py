@@ -117,15 +117,15 @@ class ContrastiveRationaleDistillation(RationaleObjective):
         self.__dict__["_past"] = copy.deepcopy(pl_module.student.net).eval()  # not a submodule
         self._past.requires_grad_(False)
         if self.discriminator is not None and self.rounds == 0:
-            for _ in range(self.pretrain_epochs):
-                self.train_discriminator(trainer.datamodule, pl_module.device, epoch=-1)
+            for k in range(self.pretrain_epochs):  # its own order each pass
+                self.train_discriminator(trainer.datamodule, pl_module.device, epoch=-1 - k)
             self.rounds = 1
 
     def on_train_epoch_start(self, trainer, pl_module):
         """Round ``e``: keep the student as it ended round e-1, draw this round's negatives from
         the one ``rounds_back`` rounds earlier, re-train the discriminator."""
         epoch = trainer.current_epoch
-        if epoch >= 1:
+        if epoch >= 1 and self.use_negatives:  # the ring serves the student's negatives only
             self.ring.push(pl_module.student.net)
         self.student_negatives = None
         data = trainer.datamodule
