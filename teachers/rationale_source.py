@@ -3,6 +3,7 @@ problem from its ``explain:`` task at a temperature, drawn once and kept in a fi
 weights, so every variant and seed of a grid reads the same rationales."""
 from __future__ import annotations
 
+import fcntl
 from pathlib import Path
 
 import torch
@@ -36,12 +37,26 @@ def teacher_rationales(net, sources: torch.Tensor, count: int, temperature: floa
                        seed: int, cache: Path | None, say=print,
                        device: torch.device | str = "cpu") -> torch.Tensor:
     """The teacher's rationales for ``sources``: read from ``cache`` when it holds them, else
-    sampled (and written there)."""
-    if cache is not None and cache.exists():
-        stored = torch.load(cache, map_location="cpu", weights_only=True)
-        if isinstance(stored, torch.Tensor) and stored.shape == (len(sources), count, length):
-            say(f"teacher rationales: reused {cache}")
-            return stored
+    sampled (and written there). Processes that need the same file take turns: the first samples,
+    the others wait for it and read it."""
+    if cache is None:
+        return _sampled(net, sources, count, temperature, length, seed, None, say, device)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        turn = open(cache.with_name(f".{cache.name}.lock"), "a")
+    except OSError:  # a folder we cannot write to: sample without keeping them
+        return _sampled(net, sources, count, temperature, length, seed, cache, say, device)
+    with turn:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        if cache.exists():
+            stored = torch.load(cache, map_location="cpu", weights_only=True)
+            if isinstance(stored, torch.Tensor) and stored.shape == (len(sources), count, length):
+                say(f"teacher rationales: reused {cache}")
+                return stored
+        return _sampled(net, sources, count, temperature, length, seed, cache, say, device)
+
+
+def _sampled(net, sources, count, temperature, length, seed, cache, say, device) -> torch.Tensor:
     tokens = sample_rationales(net, sources, count, temperature, length, seed, device=device)
     where = ""
     if cache is not None:

@@ -48,6 +48,18 @@ class TaskKind:
         raise NotImplementedError
 
 
+def two_input_step(module, inputs: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
+                   *net_inputs: torch.Tensor) -> Step:
+    """The step of a kind whose networks read several inputs (image and caption, source and
+    target): student and teacher outputs ``net(*net_inputs)``, each computed when first read."""
+    teacher = module.teacher if module.teacher_fields else None
+    compute = {"student": lambda: module.student(*net_inputs),
+               "teacher": lambda: teacher(*net_inputs) if teacher is not None else None}
+    return Step(inputs=inputs, labels=labels, index=index, epoch=module.current_epoch,
+                max_epochs=module.epochs, global_step=module.global_step, task=module.task,
+                compute=compute)
+
+
 def eval_forward(net: nn.Module, *inputs: torch.Tensor):
     """``net(*inputs)`` in eval mode without gradients, leaving the network's mode as it was."""
     was_training = net.training

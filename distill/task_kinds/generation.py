@@ -14,9 +14,8 @@ import string
 
 import torch
 
-from distill.contracts import Step
 from distill.errors import ConfigError
-from distill.task_kinds.base import TaskKind, eval_forward
+from distill.task_kinds.base import TaskKind, eval_forward, two_input_step
 
 
 class SequenceScorer:
@@ -138,12 +137,7 @@ class Generation(TaskKind):
     def step(self, module, batch):
         (predict, explain, rationale), labels, index = batch[0], batch[1], batch[2]
         predict, explain, rationale, labels = map(trimmed, (predict, explain, rationale, labels))
-        teacher = module.teacher if module.teacher_fields else None
-        compute = {"student": lambda: module.student(predict, labels),
-                   "teacher": lambda: teacher(predict, labels) if teacher is not None else None}
-        step = Step(inputs=predict, labels=labels, index=index, epoch=module.current_epoch,
-                    max_epochs=module.epochs, global_step=module.global_step, task=module.task,
-                    compute=compute)
+        step = two_input_step(module, predict, labels, index, predict, labels)
         step.extra = {"explain": explain, "rationale": rationale,
                       "student_seq": SequenceScorer(module.student.net)}
         return step

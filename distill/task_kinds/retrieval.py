@@ -14,10 +14,9 @@ import time
 
 import torch
 
-from distill.contracts import Step
 from distill.errors import ConfigError
 from distill.evaluation.retrieval_recall import hit_rates
-from distill.task_kinds.base import TaskKind, eval_forward
+from distill.task_kinds.base import TaskKind, eval_forward, two_input_step
 
 KS = (1, 5, 10)
 
@@ -92,11 +91,7 @@ class Retrieval(TaskKind):
     def step(self, module, batch):
         (images, texts), keys, index = batch[0], batch[1], batch[2]
         teacher = module.teacher if module.teacher_fields else None
-        compute = {"student": lambda: module.student(images, texts),
-                   "teacher": lambda: teacher(images, texts) if teacher is not None else None}
-        step = Step(inputs=images, labels=keys, index=index, epoch=module.current_epoch,
-                    max_epochs=module.epochs, global_step=module.global_step, task=module.task,
-                    compute=compute)
+        step = two_input_step(module, images, keys, index, images, texts)
         step.extra = {"texts": texts,
                       "student_scores": PairScorer(module.student.net, lambda: step.student,
                                                    images, texts, grad=True)}
