@@ -140,3 +140,14 @@ def test_answers_match_exactly_or_by_the_equations_value(match, expected):
     kind = Generation(tok, "the answer is", [], match=match)
     kind.validation_step(module, ((labels, labels, labels), labels))
     assert kind.validation_end(module) == {"answer_acc": expected}
+
+
+def test_markdown_and_latex_tables_have_one_column_per_title_with_counts(finished, capsys):
+    assert main(["compare", str(finished / "runs"), "--format", "md"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].count("|") == lines[1].count("|") == lines[2].count("|")
+    assert main(["compare", str(finished / "runs"), "--format", "latex"]) == 0
+    latex = capsys.readouterr().out
+    spec = latex.split(r"\begin{tabular}{")[1].split("}")[0]
+    header = next(line for line in latex.splitlines() if line.startswith("variant"))
+    assert len(spec) == header.count("&") + 1

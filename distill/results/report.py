@@ -35,7 +35,7 @@ METRIC_NOTES = {
     "rsum": "the sum of the six R@K at the final epoch",
     "rsum_best": "the best RSUM over epochs",
     "answer_acc": "answer accuracy (%) of the predict: task at the final epoch: the greedy "
-                  "decoding equals the gold label exactly",
+                  "decoding equals the gold label (an equation label: has its value)",
     "answer_acc_best": "the best answer accuracy (%) over epochs",
     "rationales_sampled": "teacher rationales sampled (or given by the data) over the training set",
     "rationales_kept": "teacher rationales that passed self-consistency (the positives)",

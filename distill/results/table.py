@@ -243,7 +243,7 @@ def to_markdown(table: MethodTable) -> str:
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(cells) + " |"
 
-    lines = [line(titles(table, escape)), "|---|" + "---:|" * (2 * len(table.metrics))]
+    lines = [line(titles(table, escape)), "|---|" + "---:|" * (len(titles(table)) - 1)]
     lines += [line(row) for row in text_rows(table, lambda text: f"**{text}**", escape)]
     return "\n".join(lines) + f"\n\n{table.caption()}\n"
 
@@ -255,7 +255,7 @@ def to_latex(table: MethodTable) -> str:
         return " & ".join(cells) + r" \\"
 
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex(table.caption())}}}",
-             rf"\begin{{tabular}}{{l{'rr' * len(table.metrics)}}}", r"\toprule",
+             rf"\begin{{tabular}}{{l{'r' * (len(titles(table)) - 1)}}}", r"\toprule",
              line(titles(table, latex)), r"\midrule"]
     body = text_rows(table, strong=lambda text: rf"\textbf{{{text}}}", escape=latex)
     for variant, row in zip(table.shown, body):
