@@ -151,3 +151,19 @@ def test_markdown_and_latex_tables_have_one_column_per_title_with_counts(finishe
     spec = latex.split(r"\begin{tabular}{")[1].split("}")[0]
     header = next(line for line in latex.splitlines() if line.startswith("variant"))
     assert len(spec) == header.count("&") + 1
+
+
+def test_an_expression_cut_before_its_end_is_no_answer():
+    from types import SimpleNamespace
+
+    from distill.data.sequence_tokenizer import PieceTokenizer
+    from distill.task_kinds.generation import Generation
+
+    tok = PieceTokenizer(["1 + 5 12 / 20"])
+    labels = tok(["1 + 5", "1 + 5"], 4)
+    said = torch.cat([tok(["12 / 20"], 8)[:, :4], tok(["3 + 3"], 4)])  # "12 / 2" cut; "3 + 3"
+    net = SimpleNamespace(generate=lambda predict, max_length: said[:, :max_length])
+    module = SimpleNamespace(student=SimpleNamespace(net=net))
+    kind = Generation(tok, "the answer is", [], match="equation")
+    kind.validation_step(module, ((labels, labels, labels), labels))
+    assert kind.validation_end(module) == {"answer_acc": 50.0}

@@ -117,3 +117,9 @@ def test_arithmetic_labels_are_the_steps_as_one_expression():
         "((13 - 6) * 2) - 12"
     train, _ = split_problems(200, 10, 0, max_value=20)
     assert all(equation_value(expression(p.rationale)) == p.answer for p in train)
+
+
+def test_gold_answers_compare_like_parsed_ones():
+    parsed = answer_after("so the answer is (b).", "the answer is")
+    assert parsed == "(b"  # trailing punctuation stripped from what a rationale says
+    assert self_consistency([[parsed, parsed, "a"]], ["(b)"]).tolist() == [[True, True, False]]

@@ -25,7 +25,7 @@ data: {{name: rationale_jsonl, train: {train}, test: {train}, batch_size: 6}}
 threads: 1
 student:
   net: {{name: seq2seq, dim: 16, layers: 1, heads: 2}}
-train: {{epochs: 4, optimizer: {{name: adamw, lr: 1.0e-3}}}}
+train: {{epochs: 6, optimizer: {{name: adamw, lr: 1.0e-3}}}}
 objectives:
   - {objective}
 """
@@ -159,3 +159,18 @@ def test_teacher_negatives_caps_the_candidates_per_problem():
     assert (two[0] != 0).any(-1).all() and {tuple(r) for r in two[0].tolist()} <= \
         {(1, 1), (2, 1), (3, 1)} and len({tuple(r) for r in two[0].tolist()}) == 2
     assert two[1].tolist() == [[4, 1], [0, 0]]  # the present one first, absence kept
+
+
+def test_rounds_back_beyond_the_training_is_refused(tmp_path, capsys):
+    from distill.cli import main
+
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(json.dumps(line) for line in LINES) + "\n")
+    f = tmp_path / "q.yaml"
+    f.write_text(EXPERIMENT.format(train=train, objective="{name: qcrd, rounds_back: 6}"))
+    assert main(["validate", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "objectives.0.rounds_back" in err and "below train.epochs" in err
+    f.write_text(EXPERIMENT.format(train=train, objective="{name: qcrd, rounds_back: 6, "
+                                                         "negatives: false}"))
+    assert main(["validate", str(f)]) == 0  # no student negatives asked for

@@ -142,10 +142,12 @@ def test_a_classification_network_or_imbalance_on_a_generation_set_is_refused(tm
 @pytest.mark.parametrize("extra,key", [
     (", answer_marker: ''", "data.answer_marker"),
     (", max_length: 4", "data.max_length"),
+    (", max_length: 8", "the longest input has"),
     (", tokenizer: /nonexistent/folder", "data.tokenizer"),
 ])
 def test_bad_data_values_are_one_line_naming_the_key(tmp_path, capsys, extra, key):
-    f = write(tmp_path, [line("a?", "1")], objective="{name: ce}")
+    f = write(tmp_path, [line("a question of many more words than eight?", "1")],
+              objective="{name: ce}")
     f.write_text(f.read_text().replace("batch_size: 4", "batch_size: 4" + extra))
     assert main(["validate", str(f)]) == 2
     err = capsys.readouterr().err.strip()
@@ -221,3 +223,15 @@ def test_a_hugging_face_tokenizer_folder_serves_t5_on_own_data(tmp_path):
     metrics = json.loads((tmp_path / "runs" / "own" / "default" / "seed0" /
                           "metrics.json").read_text())
     assert metrics["rationales_kept"] == 4
+
+
+def test_a_tokenizer_folder_without_a_tokenizer_is_one_line(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    (folder / "tokenizer_config.json").write_text("{}")
+    f = write(tmp_path, [line("a?", "1")], objective="{name: ce}")
+    f.write_text(f.read_text().replace("batch_size: 4", f"batch_size: 4, tokenizer: {folder}"))
+    assert main(["validate", str(f)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "data.tokenizer" in err and "no usable tokenizer" in err

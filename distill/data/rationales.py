@@ -73,13 +73,18 @@ def rationale_splits(train: list[Example], test: list[Example], tokenizer: str,
     tok = make_sequence_tokenizer(tokenizer, texts)
     everything = train + test
 
-    def width(values: list[str]) -> int:
-        return min(max_length, max(tok.lengths(values)))
+    def width(values: list[str], what: str) -> int:
+        longest = max(tok.lengths(values))
+        if longest > max_length:
+            raise ConfigError("data.max_length", f"the longest {what} has {longest} tokens, "
+                                                 f"more than max_length {max_length}; give "
+                                                 f"max_length: {longest} or shorter texts")
+        return longest
 
-    source = width([EXPLAIN + e.input for e in everything])
-    label = width([e.label for e in everything])
+    source = width([p + e.input for e in everything for p in (PREDICT, EXPLAIN)], "input")
+    label = width([e.label for e in everything], "label")
     rationale = width([e.rationale for e in everything]
-                      + [s for e in train for s, _ in e.samples])
+                      + [s for e in train for s, _ in e.samples], "rationale")
 
     def texts_or_nothing(values: list[str], length: int) -> torch.Tensor:
         ids = tok(values, length)

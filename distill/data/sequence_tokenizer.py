@@ -72,8 +72,14 @@ class HFSequenceTokenizer:
     def __init__(self, path: str):
         from students.hf_text import local_folder, transformers_module
 
-        self.tokenizer = transformers_module().AutoTokenizer.from_pretrained(
-            local_folder(path, "data.tokenizer", "tokenizer_config.json"), local_files_only=True)
+        try:
+            self.tokenizer = transformers_module().AutoTokenizer.from_pretrained(
+                local_folder(path, "data.tokenizer", "tokenizer_config.json"),
+                local_files_only=True)
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise ConfigError("data.tokenizer", f"{path!r} holds no usable tokenizer "
+                                                f"({type(e).__name__}); give a folder written by "
+                                                f"a tokenizer's save_pretrained") from None
         if (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id) != (PAD, EOS):
             raise ConfigError("data.tokenizer", f"the tokenizer pads with id "
                                                 f"{self.tokenizer.pad_token_id} and ends sequences "

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from distill.errors import ConfigError
 from distill.objectives.rationale_discriminator import RationaleDiscriminator
 from distill.objectives.rationale_pool import RationaleObjective, rows_nll
 from distill.objectives.snapshot_ring import SnapshotRing
@@ -90,6 +91,12 @@ class ContrastiveRationaleDistillation(RationaleObjective):
     def bind(self, ctx):
         super().bind(ctx)
         self._data_seed = ctx.data.seed
+        epochs = ctx.experiment.train.epochs if ctx.experiment is not None else None
+        if self.use_negatives and epochs is not None and self.ring.size >= epochs:
+            raise ConfigError(f"{ctx.key}.rounds_back", f"{self.ring.size} rounds back needs more "
+                                                        f"than {epochs} epochs, or no student "
+                                                        f"negatives are ever drawn; give "
+                                                        f"rounds_back below train.epochs")
         if self.use_discriminator:
             self.discriminator = RationaleDiscriminator(ctx.data.splits.vocab_size,
                                                         ctx.data.splits.text_length, self.dim)
@@ -116,6 +123,11 @@ class ContrastiveRationaleDistillation(RationaleObjective):
         super().on_fit_start(trainer, pl_module)
         self.__dict__["_past"] = copy.deepcopy(pl_module.student.net).eval()  # not a submodule
         self._past.requires_grad_(False)
+        if self.discriminator is not None:  # restored before the module moved to its device
+            for state in self.disc_optimizer.state.values():
+                for name, value in state.items():
+                    if isinstance(value, torch.Tensor) and name != "step":
+                        state[name] = value.to(pl_module.device)
         if self.discriminator is not None and self.rounds == 0:
             for k in range(self.pretrain_epochs):  # its own order each pass
                 self.train_discriminator(trainer.datamodule, pl_module.device, epoch=-1 - k)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import string
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +25,17 @@ def self_consistency(answers: list[list[str | None]], gold: list[str]) -> torch.
     """N x K: sample k of problem i is kept when its answer equals the gold label and the gold
     label is a most frequent answer among problem i's samples (the majority vote of
     self-consistency, Wang et al. 2023, agreeing with the label; a tie that includes the label
-    keeps it). Answers compare without case and surrounding spaces; None (no answer) never
-    counts."""
+    keeps it). Answers compare without case, surrounding spaces and trailing punctuation; None
+    (no answer) never counts."""
     width = max((len(row) for row in answers), default=0)
     kept = torch.zeros(len(answers), width, dtype=torch.bool)
+    def normal(answer: str) -> str:
+        return answer.strip().rstrip(string.punctuation + string.whitespace).casefold()
+
     for i, (row, label) in enumerate(zip(answers, gold)):
-        norm = [a.strip().casefold() if a is not None else None for a in row]
+        norm = [normal(a) if a is not None else None for a in row]
         votes = Counter(a for a in norm if a is not None)
-        target = label.strip().casefold()
+        target = normal(label)
         if votes and votes[target] == max(votes.values()):
             for k, a in enumerate(norm):
                 kept[i, k] = a == target
@@ -118,8 +122,10 @@ class RationaleObjective(Objective):
             self._teacher = ctx.teacher_role
             self._seed = ctx.experiment.teacher.seed if ctx.experiment is not None else 0
             if ctx.teacher_weights is not None and ctx.experiment is not None:
+                sources = ctx.data.splits.train.explain
                 identity = {"weights": file_digest(ctx.teacher_weights),
                             "set": training_set_identity(ctx.experiment, ctx.data),
+                            "sources": hashlib.sha256(sources.numpy().tobytes()).hexdigest(),
                             "samples": self.samples, "temperature": self.temperature,
                             "seed": self._seed}
                 key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())

@@ -144,13 +144,15 @@ class Generation(TaskKind):
 
     def validation_step(self, module, batch):
         (predict, _, _), labels = batch[0], batch[1]
-        predict, labels = trimmed(predict), trimmed(labels)
-        generated = module.student.net.generate(predict, max_length=labels.shape[1])
-        if self.match == "equation":
-            pairs = zip(self.tokenizer.decode(generated), self.tokenizer.decode(labels))
-            self._correct += sum((v := equation_value(p)) is not None and v == equation_value(g)
-                                 for p, g in pairs)
+        if self.match == "equation":  # any expression of the label's value, up to the longest
+            generated = module.student.net.generate(trimmed(predict), max_length=labels.shape[1])
+            ended = (generated == 1).any(dim=1).tolist()  # a cut expression is no answer
+            pairs = zip(self.tokenizer.decode(generated), self.tokenizer.decode(labels), ended)
+            self._correct += sum(end and (v := equation_value(p)) is not None
+                                 and v == equation_value(g) for p, g, end in pairs)
         else:
+            predict, labels = trimmed(predict), trimmed(labels)
+            generated = module.student.net.generate(predict, max_length=labels.shape[1])
             self._correct += int(exact_matches(generated, labels).sum())
         self._total += len(labels)
 
