@@ -68,6 +68,26 @@ objectives:
 {objectives}{tail}"""
 
 
+SEQ2SEQ = "{name: seq2seq, dim: 16, layers: 1, heads: 2}"
+
+
+def own_data(name: str, train, test, objective: str, net: str = SEQ2SEQ, epochs: int = 2,
+             batch_size: int = 4) -> str:
+    """A generation experiment on JSONL files (``rationale_jsonl``) without a teacher: one
+    student, one objective (a YAML flow mapping)."""
+    return f"""\
+name: {name}
+seeds: [0]
+data: {{name: rationale_jsonl, train: {train}, test: {test}, batch_size: {batch_size}}}
+threads: 1
+student:
+  net: {net}
+train: {{epochs: {epochs}, optimizer: {{name: adamw, lr: 1.0e-3}}}}
+objectives:
+  - {objective}
+"""
+
+
 def build_variant(experiment, variant: str):
     """The module and data of one variant of a loaded experiment file, at seed 0."""
     exp = experiment.variants[variant]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from distill.config.load import load_experiment
-from experiment_text import build_variant
+from experiment_text import build_variant, own_data
 from teachers.rationale_source import sample_rationales
 
 LINES = [{"input": f"{a} plus {b}?", "label": str(a + b),
@@ -18,17 +18,6 @@ LINES = [{"input": f"{a} plus {b}?", "label": str(a + b),
                          {"text": f"{a} + {b} = {a + b + 1}. the answer is {a + b + 1}"},
                          {"text": f"{a} + {b} = {a + b}. so the answer is {a + b}"}]}
          for a in range(1, 5) for b in range(1, 4)]
-EXPERIMENT = """\
-name: q
-seeds: [0]
-data: {{name: rationale_jsonl, train: {train}, test: {train}, batch_size: 6}}
-threads: 1
-student:
-  net: {{name: seq2seq, dim: 16, layers: 1, heads: 2}}
-train: {{epochs: 6, optimizer: {{name: adamw, lr: 1.0e-3}}}}
-objectives:
-  - {objective}
-"""
 
 
 def built(tmp_path, objective: str):
@@ -36,7 +25,7 @@ def built(tmp_path, objective: str):
     train = tmp_path / "train.jsonl"
     train.write_text("\n".join(json.dumps(line) for line in LINES) + "\n")
     f = tmp_path / "q.yaml"
-    f.write_text(EXPERIMENT.format(train=train, objective=objective))
+    f.write_text(own_data("q", train, train, objective, epochs=6, batch_size=6))
     module, data = build_variant(load_experiment(str(f)), "default")
     trainer = SimpleNamespace(datamodule=data, is_global_zero=True, current_epoch=0)
     term = module.terms[0].objective
@@ -167,10 +156,11 @@ def test_rounds_back_beyond_the_training_is_refused(tmp_path, capsys):
     train = tmp_path / "train.jsonl"
     train.write_text("\n".join(json.dumps(line) for line in LINES) + "\n")
     f = tmp_path / "q.yaml"
-    f.write_text(EXPERIMENT.format(train=train, objective="{name: qcrd, rounds_back: 6}"))
+    f.write_text(own_data("q", train, train, "{name: qcrd, rounds_back: 6}", epochs=6,
+                          batch_size=6))
     assert main(["validate", str(f)]) == 2
     err = capsys.readouterr().err
     assert "objectives.0.rounds_back" in err and "below train.epochs" in err
-    f.write_text(EXPERIMENT.format(train=train, objective="{name: qcrd, rounds_back: 6, "
-                                                         "negatives: false}"))
+    f.write_text(own_data("q", train, train, "{name: qcrd, rounds_back: 6, negatives: false}",
+                          epochs=6, batch_size=6))
     assert main(["validate", str(f)]) == 0  # no student negatives asked for

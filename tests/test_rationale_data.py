@@ -7,19 +7,8 @@ import json
 import pytest
 
 from distill.cli import main
+from experiment_text import SEQ2SEQ, own_data
 
-EXPERIMENT = """\
-name: own
-seeds: [0]
-data: {{name: rationale_jsonl, train: {train}, test: {test}, batch_size: 4}}
-threads: 1
-student:
-  net: {net}
-train: {{epochs: 2, optimizer: {{name: adamw, lr: 1.0e-3}}}}
-objectives:
-  - {objective}
-"""
-SEQ2SEQ = "{name: seq2seq, dim: 16, layers: 1, heads: 2}"
 T5 = ("{name: t5, config: {d_model: 16, d_ff: 32, num_layers: 1, num_decoder_layers: 1, "
       "num_heads: 2, d_kv: 8}}")
 
@@ -38,7 +27,7 @@ def write(tmp_path, train_lines: list[str], objective: str = "{name: qcrd, round
     train.write_text("\n".join(train_lines) + "\n", encoding="utf-8")
     test.write_text("\n".join(test_lines or [line("1 + 1?", "2")]) + "\n", encoding="utf-8")
     f = tmp_path / "own.yaml"
-    f.write_text(EXPERIMENT.format(train=train, test=test, net=net, objective=objective))
+    f.write_text(own_data("own", train, test, objective, net))
     return f
 
 
