@@ -11,7 +11,6 @@ from distill.results.store import ResultsStore
 from distill.results.table import (MethodTable, render_rich, to_csv, to_json, to_latex,
                                    to_markdown)
 
-# what the terminal table shows of a retrieval experiment (the other formats show every metric)
 # what a terminal shows when a kind's columns do not fit (retrieval, generation)
 TERMINAL_SUMMARIES = (("i2t_r1", "t2i_r1", "rsum", "latency_i2t_us", "latency_t2i_us"),
                       ("answer_acc", "rationales_kept", "negatives_teacher", "negatives_student"))
