@@ -8,6 +8,7 @@ from torch import nn
 
 from distill.errors import ConfigError
 from distill.registry import networks
+from students.attention import attend, keys_values, slow_path
 from students.sequence_model import PAD, Memory, SequenceModel, source_mask
 from students.taps import Tapped
 
@@ -41,7 +42,9 @@ class Seq2Seq(SequenceModel):
 
     def encode(self, src: torch.Tensor) -> Memory:
         mask = source_mask(src)
-        states = self.encoder(self._embed(src, self.source_positions), src_key_padding_mask=~mask)
+        with slow_path(src.device):
+            states = self.encoder(self._embed(src, self.source_positions),
+                                  src_key_padding_mask=~mask)
         return Memory(states, mask)
 
     def decode(self, memory: Memory,
@@ -58,11 +61,14 @@ class Seq2Seq(SequenceModel):
 
 
     def stepper(self, memory: Memory):
-        """Incremental decoding (eval mode): each layer keeps the normalised inputs of the
-        positions decoded so far, so a step attends over them instead of decoding the whole
-        prefix again; the same numbers as :meth:`decode` on the prefix."""
+        """Incremental decoding (eval mode): each layer keeps the projected keys and values of
+        the positions decoded so far and of the source (computed once), so a step attends with
+        one query instead of decoding the whole prefix again; the numbers of :meth:`decode` on
+        the prefix."""
         layers = list(self.decoder.layers)
-        kept: list[torch.Tensor | None] = [None] * len(layers)
+        source = [keys_values(layer.multihead_attn, memory.states) for layer in layers]
+        kept: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(layers)
+        ignore_source = ~memory.mask[:, None, None]  # B x 1 x 1 x S
         padding: list[torch.Tensor] = []
 
         def next_logits(previous: torch.Tensor, t: int) -> torch.Tensor:
@@ -70,16 +76,16 @@ class Seq2Seq(SequenceModel):
                 raise ValueError(f"a sequence of {t + 1} tokens is longer than this seq2seq "
                                  f"network's text_length {self.text_length}")
             padding.append((previous == PAD) & (t > 0))  # the start id is no padding
-            ignore = torch.stack(padding, dim=1)
+            ignore = torch.stack(padding, dim=1)[:, None, None]
             x = self.embed(previous)[:, None] * self.dim ** 0.5 + self.target_positions[:, t:t + 1]
             for i, layer in enumerate(layers):
                 h = layer.norm1(x)
-                kept[i] = h if kept[i] is None else torch.cat([kept[i], h], dim=1)
-                x = x + layer.self_attn(h, kept[i], kept[i], key_padding_mask=ignore,
-                                        need_weights=False)[0]
-                x = x + layer.multihead_attn(layer.norm2(x), memory.states, memory.states,
-                                             key_padding_mask=~memory.mask,
-                                             need_weights=False)[0]
+                k, v = keys_values(layer.self_attn, h)
+                if kept[i] is not None:
+                    k, v = torch.cat([kept[i][0], k], dim=2), torch.cat([kept[i][1], v], dim=2)
+                kept[i] = k, v
+                x = x + attend(layer.self_attn, h, k, v, ignore)
+                x = x + attend(layer.multihead_attn, layer.norm2(x), *source[i], ignore_source)
                 x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
             return F.linear(self.decoder.norm(x), self.embed.weight)[:, 0]
 

@@ -287,3 +287,19 @@ def test_incremental_decoding_gives_the_numbers_of_decoding_the_whole_prefix():
     tokens = [torch.zeros(3, dtype=torch.long), torch.tensor([5, 0, 7]), torch.tensor([6, 9, 0])]
     for t, previous in enumerate(tokens):  # a 0 after the start is padding for both
         torch.testing.assert_close(cached(previous, t), full(previous, t), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_inference_without_the_fast_path_gives_the_same_numbers_and_restores_the_switch(enabled):
+    torch.manual_seed(0)
+    net = build("seq2seq", dim=32, layers=2).eval()
+    torch.backends.mha.set_fastpath_enabled(True)
+    with torch.no_grad():
+        fast = net.encoder(net._embed(SRC, net.source_positions),
+                           src_key_padding_mask=SRC == 0)
+        torch.backends.mha.set_fastpath_enabled(enabled)
+        ours = net.encode(SRC)
+    assert torch.backends.mha.get_fastpath_enabled() is enabled
+    torch.backends.mha.set_fastpath_enabled(True)
+    real = SRC != 0
+    torch.testing.assert_close(ours.states[real], fast[real], atol=1e-5, rtol=1e-5)

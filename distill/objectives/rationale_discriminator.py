@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from students.attention import slow_path
+
 
 class RationaleDiscriminator(nn.Module):
     def __init__(self, vocab_size: int, length: int, dim: int = 64, heads: int = 4):
@@ -25,6 +27,7 @@ class RationaleDiscriminator(nn.Module):
         """B logits of D(x, r)."""
         x = torch.cat([self.embed(sources, 0), self.embed(rationales, 1)], dim=1)
         real = torch.cat([sources, rationales], dim=1) != 0
-        h = self.encoder(x, src_key_padding_mask=~real)
+        with slow_path(x.device):
+            h = self.encoder(x, src_key_padding_mask=~real)
         pooled = h.masked_fill(~real[..., None], float("-inf")).amax(dim=1)
         return self.head(pooled).squeeze(-1)
