@@ -24,6 +24,7 @@ from distill.engine.run_lock import RunLock
 from distill.engine.stage import (RunPlan, check_run_folder, check_trainer_keys, fingerprint, fit,
                                   quiet_lightning)
 from distill.errors import ConfigError, UserError, shorten
+from distill.registry import objectives
 from distill.results.store import ResultsStore
 
 
@@ -58,10 +59,20 @@ def needs_teacher_stage(exp: Experiment) -> bool:
     return exp.teacher is not None and exp.teacher.checkpoint is None and exp.teacher.train is not None
 
 
+def reads_teacher(exp: Experiment) -> bool:
+    """Whether a variant's training uses its teacher: an objective reads the teacher or samples
+    from it, the student starts from it, or it is a task sequence (always given the teacher)."""
+    if exp.continual is not None or exp.student.init.from_ == "teacher":
+        return True
+    return any(objectives.get(spec.name, "objectives").target.reads_teacher(spec.params())
+               for spec in exp.objectives)
+
+
 def ensure_teacher(exp: Experiment, exp_dir: Path, plan: RunPlan, store: ResultsStore,
-                   say) -> tuple[str, str]:
-    """Train the experiment's teacher once (or reuse it); returns (weights file, variant label).
-    A process that finds another one training the same teacher waits for it."""
+                   say, wait: bool = True) -> str | None:
+    """Train the experiment's teacher once (or reuse it); returns its weights file. A process
+    that finds another one training the same teacher waits for it, or returns None when not
+    ``wait``."""
     identity = teacher_identity(exp)
     label = "teacher"
     base_dir = exp_dir / label
@@ -73,12 +84,16 @@ def ensure_teacher(exp: Experiment, exp_dir: Path, plan: RunPlan, store: Results
     weights = base_dir / "teacher.pt"
     lock = RunLock(base_dir)
     if not lock.try_acquire():
+        if not wait:
+            say(f"teacher: another process is training it in {base_dir}; the runs that do not "
+                f"read it go first")
+            return None
         say(f"teacher: another process is training it in {base_dir}; waiting for it")
         lock.acquire()
     with lock:
         if weights.exists() and (base_dir / "metrics.json").exists():
             say(f"teacher: reusing {weights}")
-            return str(weights), label
+            return str(weights)
         atomic_write_text(marker, json.dumps(identity, indent=2, sort_keys=True))
         epochs = ("1 epoch of 3 batches (--fast)" if plan.fast
                   else f"{exp.teacher.train.epochs} epochs")
@@ -87,7 +102,7 @@ def ensure_teacher(exp: Experiment, exp_dir: Path, plan: RunPlan, store: Results
         atomic_save({"state_dict": module.student.net.state_dict(),
                      "net": teacher_net_spec(exp).model_dump(), "metrics": metrics}, weights)
         store.record(exp.name, label, exp.teacher.seed, _numeric(metrics))
-    return str(weights), label
+    return str(weights)
 
 
 BOOKKEEPING = {"epochs", "train_seconds", "history"}
@@ -132,8 +147,10 @@ class Run:
 
 def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan: RunPlan,
                    say=print) -> list[dict]:
-    """Every variant x seed of ``ef``; returns one summary dict per run. Runs that another
-    process holds are left for the end, then waited for."""
+    """Every variant x seed of ``ef``; returns one summary dict per run. Each teacher stage first
+    (a process that finds another one training it goes on); then the runs that do not read a
+    teacher, then those that do, each waiting for its teacher. Runs that another process holds
+    are left for the end, then waited for."""
     quiet_lightning()
     check_output(out, ef)
     store = ResultsStore(out / "results.sqlite")
@@ -144,14 +161,17 @@ def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan:
             check_run_folder(exp, seed, exp_dir / variant / f"seed{seed}")
     remember_source(ef, exp_dir)
     summaries, held_elsewhere = [], []
-    teachers: dict[str, str] = {}  # teacher identity -> weights file, one stage per identity
-    for variant, exp in ef.variants.items():
-        teacher_weights = None
-        if needs_teacher_stage(exp):
-            key = fingerprint(teacher_identity(exp))
-            if key not in teachers:
-                teachers[key], _ = ensure_teacher(exp, exp_dir, plan, store, say)
-            teacher_weights = teachers[key]
+    teachers: dict[str, str | None] = {}  # teacher identity -> weights file, one stage each
+    for exp in ef.variants.values():
+        key = fingerprint(teacher_identity(exp)) if needs_teacher_stage(exp) else None
+        if key is not None and teachers.get(key) is None:
+            teachers[key] = ensure_teacher(exp, exp_dir, plan, store, say, wait=False)
+    order = sorted(ef.variants.items(), key=lambda item: reads_teacher(item[1]))
+    for variant, exp in order:
+        key = fingerprint(teacher_identity(exp)) if needs_teacher_stage(exp) else None
+        if key is not None and teachers[key] is None and reads_teacher(exp):
+            teachers[key] = ensure_teacher(exp, exp_dir, plan, store, say)
+        teacher_weights = teachers.get(key) if reads_teacher(exp) else None
         for seed in seeds or exp.seeds:
             run = Run(variant, exp, seed, exp_dir / variant / f"seed{seed}", teacher_weights)
             lock = RunLock(run.run_dir)
@@ -162,6 +182,11 @@ def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan:
                 continue
             with lock:
                 summaries.append(run.execute(plan, store, say))
+    for key, weights in teachers.items():  # a teacher no run read is still a row of the table
+        if weights is None:
+            exp = next(e for e in ef.variants.values()
+                       if needs_teacher_stage(e) and fingerprint(teacher_identity(e)) == key)
+            teachers[key] = ensure_teacher(exp, exp_dir, plan, store, say)
     for run in held_elsewhere:
         lock = RunLock(run.run_dir)
         if not lock.try_acquire():

@@ -62,6 +62,12 @@ class Objective(nn.Module, Callback):
                                            f"{', '.join(missing)}, which its network does not give;"
                                            f" add a tap (net.taps) or pick another network")
 
+    @classmethod
+    def reads_teacher(cls, params: dict) -> bool:
+        """Whether this objective, with these options, uses the teacher (its outputs, or samples
+        drawn from it); a run whose objectives do not need not wait for the teacher stage."""
+        return bool(cls.teacher_needs)
+
     def forward(self, step: Step) -> torch.Tensor | dict[str, torch.Tensor]:
         raise NotImplementedError
 

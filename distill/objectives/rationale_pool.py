@@ -106,6 +106,10 @@ class RationaleObjective(Objective):
         self._cache: Path | None = None
         self._seed = 0
 
+    @classmethod
+    def reads_teacher(cls, params: dict) -> bool:
+        return params.get("rationales", "teacher") == "teacher"
+
     def bind(self, ctx):
         super().bind(ctx)
         kind = ctx.data.kind
