@@ -164,3 +164,51 @@ def test_rounds_back_beyond_the_training_is_refused(tmp_path, capsys):
     f.write_text(own_data("q", train, train, "{name: qcrd, rounds_back: 6, negatives: false}",
                           epochs=6, batch_size=6))
     assert main(["validate", str(f)]) == 0  # no student negatives asked for
+
+
+@pytest.mark.parametrize("margin", ["wide", "median"])
+def test_scoring_only_the_rows_the_loss_reads_gives_the_loss_and_gradient_of_scoring_all(
+        tmp_path, margin):
+    """The objective scores every candidate without a graph, then with gradients only each
+    problem's lowest-NLL positive and the negatives inside the margin: the same terms and the
+    same gradient as scoring every candidate with gradients (the definition)."""
+    from distill.objectives.qcrd import contrastive_rationale_loss
+    from distill.objectives.rationale_pool import rows_nll
+
+    module, data, trainer, term = built(tmp_path, "{name: qcrd, rounds_back: 1, margin: 20.0}")
+    start_epoch(trainer, module, term, 1)
+    start_epoch(trainer, module, term, 2)  # the student's negatives drawn
+    batch = next(iter(data.train_dataloader()))
+    params = [p for p in module.student.parameters() if p.requires_grad]
+    module.student.eval()  # no dropout: the same numbers in every pass
+
+    def reference_terms():
+        """Every candidate scored with gradients, as the definition reads."""
+        step = module.kind.step(module, batch)
+        scorer, explain, index = step.extra["student_seq"], step.extra["explain"], step.index
+        positives = term.pool.positives[index]
+        negatives = torch.cat([term.at_most(term.pool.negatives[index], term.teacher_negatives),
+                               term.student_negatives[index][:, None]], dim=1)
+        pos_nll = rows_nll(scorer, explain, positives)
+        neg_nll = rows_nll(scorer, explain, negatives)
+        positive, negative = contrastive_rationale_loss(
+            pos_nll, neg_nll, term.weights(explain, positives),
+            term.weights(explain, negatives, negative=True), term.delta)
+        return {"label": scorer.nll(step.inputs, step.labels).mean(),
+                "positive": term.a1 * positive, "negative": term.a2 * negative}, neg_nll
+
+    if margin == "median":  # some negatives inside the margin, some outside
+        _, neg_nll = reference_terms()
+        term.delta = neg_nll[torch.isfinite(neg_nll)].median().item()
+    reference, neg_nll = reference_terms()
+    inside = (neg_nll < term.delta).sum().item()
+    assert 0 < inside and (inside < torch.isfinite(neg_nll).sum().item()) == (margin == "median")
+    ours = term(module.kind.step(module, batch))
+    assert ours.keys() == reference.keys()
+
+    def gradient(values):
+        return torch.cat([g.flatten() for g in torch.autograd.grad(sum(values.values()), params)])
+
+    for name in reference:
+        assert ours[name].item() == pytest.approx(reference[name].item(), rel=1e-5, abs=1e-7)
+    torch.testing.assert_close(gradient(ours), gradient(reference), rtol=1e-4, atol=1e-6)

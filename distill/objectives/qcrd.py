@@ -16,6 +16,11 @@ distilling step-by-step. Per training problem x:
   loss by a3 = 0.5, decaying x0.9 per round; trained apart from the student, a weight acts only
   through the step size, so the decay is applied to its learning rate.
 
+Each step scores every candidate once without a graph, then with gradients only what the loss
+reads: each problem's lowest-NLL positive and the negatives inside the margin (the others have
+neither a hinge value nor a gradient). Without dropout the loss and gradient are those of scoring
+all with gradients; with dropout the choice is made on another dropout draw.
+
 No authors' code is public; this follows the paper as summarised in METHODS.md."""
 from __future__ import annotations
 
@@ -236,11 +241,26 @@ class ContrastiveRationaleDistillation(RationaleObjective):
         order = torch.rand(present.shape).masked_fill(~present, 2.0).argsort(dim=1)
         return rows.gather(1, order[:, :count, None].expand(-1, -1, rows.shape[2]))
 
+    @staticmethod
+    @torch.no_grad()
+    def lowest(scorer, explain: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """B x 1 x L: each problem's candidate of lowest NLL (all padding when it has none),
+        found without a graph, so only the one the loss reads is scored again with gradients."""
+        best = rows_nll(scorer, explain, rows).argmin(dim=1)
+        return rows[torch.arange(len(rows), device=rows.device), best][:, None]
+
+    @torch.no_grad()
+    def within_margin(self, scorer, explain: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The candidates with NLL below the margin; the others (set to padding) give the hinge
+        neither a value nor a gradient, so they are not scored again with gradients."""
+        inside = rows_nll(scorer, explain, rows) < self.delta
+        return rows * inside[..., None]
+
     def forward(self, step):
         scorer, explain = step.extra["student_seq"], step.extra["explain"]
         index, device = step.index.cpu(), step.inputs.device
         terms = {"label": scorer.nll(step.inputs, step.labels).mean()}
-        positives = self.pool.positives[index].to(device)
+        positives = self.lowest(scorer, explain, self.pool.positives[index].to(device))
         pos_nll = rows_nll(scorer, explain, positives)
         pos_weight = self.weights(explain, positives)
         if self.use_negatives:
@@ -250,7 +270,7 @@ class ContrastiveRationaleDistillation(RationaleObjective):
                 width = max(negatives.shape[2], own.shape[2])
                 negatives = torch.cat([F.pad(negatives, (0, width - negatives.shape[2])),
                                        F.pad(own, (0, width - own.shape[2]))], dim=1)
-            negatives = negatives.to(device)
+            negatives = self.within_margin(scorer, explain, negatives.to(device))
             neg_nll = rows_nll(scorer, explain, negatives)
             neg_weight = self.weights(explain, negatives, negative=True)
         else:

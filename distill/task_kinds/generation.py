@@ -29,8 +29,8 @@ class SequenceScorer:
 
     def memory(self, sources: torch.Tensor):
         kept = self._memory.get(id(sources))
-        if kept is None or kept[0] is not sources:
-            with torch.set_grad_enabled(self.grad and torch.is_grad_enabled()):
+        if kept is None or kept[0] is not sources:  # with its graph, whoever asks first
+            with torch.set_grad_enabled(self.grad):
                 kept = (sources, self.net.encode(sources))
             self._memory[id(sources)] = kept
         return kept[1]
