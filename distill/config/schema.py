@@ -84,7 +84,9 @@ class StudentSpec(Strict):
 
 class ObjectiveSpec(Named):
     weight: float = Field(1.0, ge=0, le=1e6)
-    warmup_epochs: int = Field(0, ge=0, strict=True)
+    warmup_epochs: int | None = Field(
+        None, ge=0, strict=True, description="epochs over which the weight rises linearly from 0 "
+                                             "(default: the objective's own, mostly 0)")
 
 
 class TeacherSpec(Named):
@@ -179,7 +181,7 @@ def _recipe_problems(exp: Experiment) -> list[tuple[tuple, str]]:
         problems.append((("objectives",), "every objective has weight 0, so nothing trains; give "
                                           "one a weight above 0"))
     for i, spec in enumerate(exp.objectives):
-        if spec.warmup_epochs > exp.train.epochs:
+        if spec.warmup_epochs is not None and spec.warmup_epochs > exp.train.epochs:
             problems.append((("objectives", i, "warmup_epochs"),
                              f"a warm-up of {spec.warmup_epochs} epochs is longer than the "
                              f"{exp.train.epochs} the training lasts, so the weight never reaches "

@@ -1,3 +1,3 @@
 """Imports every objective module so each registers its name."""
-from distill.objectives import (ce, dcd, dino, dss, itc, itm, kd, lwf, nd, prd,  # noqa: F401
-                                qcrd, score_kd, supcon, trg)
+from distill.objectives import (ce, dcd, dino, dkd, dss, itc, itm, kd, lwf, nd,  # noqa: F401
+                                prd, qcrd, rkd, score_kd, supcon, trg)

@@ -28,6 +28,7 @@ class Objective(nn.Module, Callback):
     uses_labels: ClassVar[bool] = False
     uses_views: ClassVar[bool] = False  # reads step.student_views / step.teacher_views
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})  # the kinds it serves
+    warmup_epochs: ClassVar[int] = 0  # its authors' weight warm-up, when the file gives none
 
     def __init__(self):
         nn.Module.__init__(self)
