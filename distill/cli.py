@@ -112,6 +112,8 @@ def cmd_list(args) -> int:
     from distill.catalog import load_all
 
     load_all()
+    if args.modules:
+        return list_modules(args)
 
     table = Table(title="Registered names")
     for col in ("kind", "name", "description"):
@@ -122,6 +124,35 @@ def cmd_list(args) -> int:
         for entry in reg.entries():
             table.add_row(reg.kind, entry.name, entry.description)
         table.add_section()
+    Console().print(table)
+    return 0
+
+
+def list_modules(args) -> int:
+    """The module paths of one network with their output shapes, for ``net.taps``."""
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from distill.engine.build import user_values
+    from students import build_network
+    from students.module_paths import module_shapes, parse_shape
+
+    from distill.registry import networks
+
+    networks.get(args.modules, "--modules")
+    shape = parse_shape(args.input)
+    if not 1 <= args.classes <= 100_000:
+        raise UserError(f"--classes {args.classes}: give a number of classes from 1 to 100000")
+    with user_values("--modules"):
+        net = build_network(args.modules, {}, num_classes=args.classes, input_shape=shape)
+        rows = module_shapes(net.net, torch.zeros(2, *shape))
+    table = Table(title=f"{args.modules} on inputs of {args.input}: module paths (tap them as "
+                        f"`taps: {{name: path}}` or `path:input`)")
+    for col in ("path", "module", "output"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)
     return 0
 
@@ -160,6 +191,11 @@ def parser() -> argparse.ArgumentParser:
     cmp_.set_defaults(func=cmd_compare)
 
     lst = sub.add_parser("list", help="every registered objective, teacher role, network, dataset")
+    lst.add_argument("--modules", metavar="NET", help="print NET's module paths and output "
+                                                      "shapes instead (what `taps:` can name)")
+    lst.add_argument("--input", default="3x32x32", help="one sample's shape for --modules "
+                                                        "(default 3x32x32)")
+    lst.add_argument("--classes", type=int, default=10, help="classes for --modules (default 10)")
     lst.set_defaults(func=cmd_list)
 
     res = sub.add_parser("resume", help="continue the experiment in runs/<name>")

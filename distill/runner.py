@@ -164,7 +164,7 @@ def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan:
     teachers: dict[str, str | None] = {}  # teacher identity -> weights file, one stage each
     for exp in ef.variants.values():
         key = fingerprint(teacher_identity(exp)) if needs_teacher_stage(exp) else None
-        if key is not None and teachers.get(key) is None:
+        if key is not None and key not in teachers:
             teachers[key] = ensure_teacher(exp, exp_dir, plan, store, say, wait=False)
     order = sorted(ef.variants.items(), key=lambda item: reads_teacher(item[1]))
     for variant, exp in order:

@@ -3,7 +3,9 @@
 A tap names a module by its dotted path (``layer3``, ``classifier.6``) and which side of it to read:
 ``"fc:input"`` is the input of ``fc`` (the penultimate features of a classifier), ``"layer3"`` or
 ``"layer3:output"`` its output. A ``[k:]`` suffix drops the first k entries of dim 1, e.g. a ViT's
-class token: ``"encoder[1:]"``. Token taps turn a B x D x H x W map into B x (H*W) x D.
+class token: ``"encoder[1:]"``. A tap named after a ModelOutput field fills it (``features``
+flattened, ``tokens`` as B x N x D: a B x D x H x W map becomes B x (H*W) x D); any other name is a
+layer kept in its own shape (``ModelOutput.layers``), for objectives that read layers by name.
 """
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ import re
 import torch
 from torch import nn
 
+from distill.contracts import FIELDS, ModelOutput
 from distill.errors import UserError
 from distill.registry import nearest
-from distill.contracts import ModelOutput
 
 
+FILLED = ("features", "tokens", "embedding")  # the fields a tap may fill
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _SPEC = re.compile(r"(?P<path>[^:\[\]]*)(?::(?P<side>[^\[]*))?(?:\[(?P<skip>\d+):\])?")
 
 
@@ -45,8 +49,9 @@ class Tapped(nn.Module):
     """Wraps a network whose forward returns logits (or a ModelOutput, e.g. a dual encoder's two
     embeddings); taps fill the other fields of ModelOutput.
 
-    ``taps`` maps a ModelOutput field (features, tokens, embedding) to a tap spec. ``features`` taps
-    are flattened to B x D, ``tokens`` taps go through :func:`as_tokens`.
+    ``taps`` maps a name to a tap spec: a ModelOutput field (features, tokens, embedding;
+    ``features`` flattened to B x D, ``tokens`` through :func:`as_tokens`) or a layer name of the
+    file's choosing (kept as it is, in ``ModelOutput.layers``).
     """
 
     def __init__(self, net: nn.Module, taps: dict[str, str]):
@@ -57,10 +62,16 @@ class Tapped(nn.Module):
         self._skip: dict[str, int] = {}
         modules = dict(net.named_modules())
         for field, spec in self.taps.items():
+            if not _NAME.fullmatch(str(field)) or (field in FIELDS and field not in FILLED):
+                raise UserError(f"tap name {str(field)[:40]!r}: a tap fills "
+                                f"{', '.join(FILLED)} or names a layer (letters, digits, _; not "
+                                f"{', '.join(f for f in FIELDS if f not in FILLED)}, which the "
+                                f"network's forward gives)")
             path, side, self._skip[field] = parse_tap(spec)
             if path not in modules:
                 raise UserError(f"tap {field}={spec!r}: the network has no module {path!r}"
-                                f"{nearest(path, [m for m in modules if m])}")
+                                f"{nearest(path, [m for m in modules if m])}; `distill list "
+                                f"--modules NET` prints its module paths")
             if side == "input":
                 modules[path].register_forward_pre_hook(self._keep_input(field))
             else:
@@ -87,4 +98,5 @@ class Tapped(nn.Module):
             out.tokens = as_tokens(seen["tokens"])
         if "embedding" in seen:
             out.embedding = seen["embedding"].flatten(1)
+        out.layers = {name: t for name, t in seen.items() if name not in FILLED}
         return out

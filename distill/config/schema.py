@@ -83,7 +83,9 @@ class StudentSpec(Strict):
 
 
 class ObjectiveSpec(Named):
-    weight: float = Field(1.0, ge=0, le=1e6)
+    weight: float | None = Field(None, ge=0, le=1e6,
+                                 description="the term's weight in the sum (default: the "
+                                             "objective's own, its authors' value, mostly 1)")
     warmup_epochs: int | None = Field(
         None, ge=0, strict=True, description="epochs over which the weight rises linearly from 0 "
                                              "(default: the objective's own, mostly 0)")
@@ -177,7 +179,7 @@ def _recipe_problems(exp: Experiment) -> list[tuple[tuple, str]]:
     """Objectives whose weights could train nothing: all zero, or a warm-up longer than the
     training, so the weight never reaches the value the file gives."""
     problems = []
-    if all(spec.weight == 0 for spec in exp.objectives):
+    if all(spec.weight == 0 for spec in exp.objectives):  # None: the objective's own, above 0
         problems.append((("objectives",), "every objective has weight 0, so nothing trains; give "
                                           "one a weight above 0"))
     for i, spec in enumerate(exp.objectives):
@@ -185,7 +187,8 @@ def _recipe_problems(exp: Experiment) -> list[tuple[tuple, str]]:
             problems.append((("objectives", i, "warmup_epochs"),
                              f"a warm-up of {spec.warmup_epochs} epochs is longer than the "
                              f"{exp.train.epochs} the training lasts, so the weight never reaches "
-                             f"{spec.weight:g}; shorten it or train longer"))
+                             f"{'its weight' if spec.weight is None else format(spec.weight, 'g')};"
+                             f" shorten it or train longer"))
     return problems
 
 

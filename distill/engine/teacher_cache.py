@@ -23,10 +23,10 @@ class TeacherCache:
         for x, _, index in loader:
             out = teacher(x.to(device))
             for f in self.fields:
-                value = getattr(out, f)
+                value = out.get(f)
                 if f not in self.store:
                     self.store[f] = value.new_zeros((size,) + tuple(value.shape[1:]))
                 self.store[f][index.to(device)] = value
 
     def __call__(self, index: torch.Tensor) -> ModelOutput:
-        return ModelOutput(**{f: self.store[f][index] for f in self.fields})
+        return ModelOutput.of({f: self.store[f][index] for f in self.fields})

@@ -28,7 +28,8 @@ class Objective(nn.Module, Callback):
     uses_labels: ClassVar[bool] = False
     uses_views: ClassVar[bool] = False  # reads step.student_views / step.teacher_views
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})  # the kinds it serves
-    warmup_epochs: ClassVar[int] = 0  # its authors' weight warm-up, when the file gives none
+    default_weight: ClassVar[float] = 1.0  # its authors' weight in the sum, when the file gives none
+    default_warmup: ClassVar[int] = 0  # its authors' weight warm-up, when the file gives none
 
     def __init__(self):
         nn.Module.__init__(self)

@@ -12,8 +12,8 @@ from distill.task_kinds.base import TaskKind, eval_forward
 
 def split_views(out: ModelOutput, count: int) -> list[ModelOutput]:
     """One forward pass over n*B stacked views -> n ModelOutputs of B rows each."""
-    chunks = {f: getattr(out, f).chunk(count) for f in out.available()}
-    return [ModelOutput(**{f: c[v] for f, c in chunks.items()}) for v in range(count)]
+    chunks = {f: value.chunk(count) for f, value in out.values().items()}
+    return [ModelOutput.of({f: c[v] for f, c in chunks.items()}) for v in range(count)]
 
 
 class Classification(TaskKind):
