@@ -43,7 +43,8 @@ def teacher_stage(exp: Experiment) -> Experiment:
     spec = exp.teacher
     return exp.model_copy(update={
         "teacher": None, "student": StudentSpec(net=teacher_net_spec(exp)), "train": spec.train,
-        "objectives": spec.objectives or [ObjectiveSpec(name="ce")], "variants": {}})
+        "objectives": spec.objectives or [ObjectiveSpec(name="ce", weight=1.0,
+                                                        warmup_epochs=0)], "variants": {}})
 
 
 def teacher_identity(exp: Experiment) -> dict:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from distill import registry
 from distill.errors import UserError, shorten
@@ -141,6 +142,31 @@ class Experiment(Strict):
         if twice:
             raise ValueError(f"seed {twice[0]} is listed twice; each seed runs once per variant")
         return seeds
+
+    @model_validator(mode="after")
+    def _objective_defaults(self) -> "Experiment":
+        """The weights and warm-ups the file leaves out: each objective's own (its authors'
+        values), a warm-up at most as long as the training."""
+        own_defaults(self.objectives, self.train.epochs)
+        if self.teacher is not None and self.teacher.objectives and self.teacher.train:
+            own_defaults(self.teacher.objectives, self.teacher.train.epochs)
+        return self
+
+
+def own_defaults(specs: list[ObjectiveSpec], epochs: int) -> None:
+    """Fill each spec's missing weight and warm-up from its objective (unknown names are left
+    for :func:`check_named_parts` to report)."""
+    from distill.catalog import load_all
+
+    load_all()
+    for spec in specs:
+        if spec.name not in registry.objectives:
+            continue
+        objective = registry.objectives.get(spec.name).target
+        if spec.weight is None:
+            spec.weight = objective.default_weight
+        if spec.warmup_epochs is None:
+            spec.warmup_epochs = min(objective.default_warmup, epochs)
 
 
 def _registry_check(spec: Named, reg: registry.Registry, path: tuple) -> list[tuple[tuple, str]]:

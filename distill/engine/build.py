@@ -147,10 +147,7 @@ def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
                                    task_kind=data.kind.name))
         seen[spec.name] = seen.get(spec.name, 0) + 1
         label = spec.name if seen[spec.name] == 1 else f"{spec.name}{seen[spec.name]}"
-        warmup = (spec.warmup_epochs if spec.warmup_epochs is not None
-                  else min(objective.default_warmup, exp.train.epochs))
-        weight = spec.weight if spec.weight is not None else objective.default_weight
-        terms.append(Term(label, objective, weight, warmup))
+        terms.append(Term(label, objective, spec.weight, spec.warmup_epochs))
     check_recipes(exp, student, teacher)
     return DistillationModule(student, teacher, terms, data.num_classes, exp.train.epochs,
                               exp.train.optimizer.model_dump(exclude_none=False),

@@ -55,7 +55,7 @@ class DKD(Objective):
 
     teacher_needs = frozenset({"logits"})
     uses_labels = True
-    warmup_epochs = 20
+    default_warmup = 20
 
     def __init__(self, alpha: Annotated[float, Field(ge=0, le=1e4)] = 1.0,
                  beta: Annotated[float, Field(ge=0, le=1e4)] = 8.0,
