@@ -26,6 +26,7 @@ from distill.engine.stage import (RunPlan, check_run_folder, check_trainer_keys,
 from distill.errors import ConfigError, UserError, shorten
 from distill.registry import objectives
 from distill.results.store import ResultsStore
+from distill.results.table import cotrained_row
 
 
 def read_json(path: Path):
@@ -142,8 +143,12 @@ class Run:
             say(f"{variant} seed {seed}: training -> {self.run_dir}")
             metrics, _ = fit(exp, seed, self.run_dir, f"{variant} s{seed}", plan,
                              self.teacher_weights)
-        store.record(exp.name, variant, seed, _numeric(metrics))
-        return {"variant": variant, "seed": seed, **_numeric(metrics)}
+        own = {k: v for k, v in metrics.items() if not k.startswith("teacher_")}
+        teacher = {k[len("teacher_"):]: v for k, v in metrics.items() if k.startswith("teacher_")}
+        store.record(exp.name, variant, seed, _numeric(own))
+        if teacher:  # a co-trained teacher's accuracy: a row of its own
+            store.record(exp.name, cotrained_row(variant), seed, _numeric(teacher))
+        return {"variant": variant, "seed": seed, **_numeric(own)}
 
 
 def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan: RunPlan,

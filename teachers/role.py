@@ -20,11 +20,13 @@ class TeacherRole(nn.Module):
     experiment's teacher stage (``train:``), one of them required; "own": the role makes them
     itself (random initialisation, a copy of the student), and neither may be given.
     ``remembers_tasks``: the role holds the model of the previous task (continual objectives
-    that distil from it need such a role)."""
+    that distil from it need such a role). A trainable role is optimised with the student, gives
+    its own loss (``loss``) and is evaluated beside it."""
 
     trainable: bool = False
     weights: str = "own"
     remembers_tasks: bool = False
+    needs: frozenset[str] = frozenset()  # outputs the role reads itself at every step (its loss)
 
     @classmethod
     def check(cls, spec, continual: bool) -> None:
@@ -86,3 +88,8 @@ class TeacherRole(nn.Module):
 
     def after_student_step(self, student: Tapped) -> None:
         """Called after every optimiser step of the student."""
+
+    def loss(self, step) -> dict[str, torch.Tensor]:
+        """A trainable role's own loss terms at a step (added to the sum, logged as
+        ``train/teacher/<name>``); a frozen role has none."""
+        return {}

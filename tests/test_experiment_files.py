@@ -42,3 +42,16 @@ def test_the_cifar_protocol_file_trains_on_real_format_files(tmp_path, capsys):
     metrics = json.loads((out / "_fast" / "cifar100-resnet32x4-resnet8x4" / "kd" / "seed0" /
                           "metrics.json").read_text())
     assert 0 <= metrics["top1"] <= 100 and metrics["epochs"] == 1
+
+
+@pytest.mark.slow
+def test_every_baseline_of_the_anchor_table_trains_on_real_format_files(tmp_path, capsys):
+    path = ROOT / "experiments" / "cifar100_baselines.yaml"
+    out = tmp_path / "runs"
+    args = ["run", str(path), "--fast", "--seeds", "0", "--out", str(out),
+            "--set", "data.batch_size=8", "--set", "threads=1"]
+    assert main(args + data_overrides(path, tmp_path)) == 0, capsys.readouterr().err
+    folder = out / "_fast" / "cifar100-baselines"
+    for variant in ("ce-only", "kd", "fitnet", "at", "rkd", "crd", "dkd", "kd++"):
+        metrics = json.loads((folder / variant / "seed0" / "metrics.json").read_text())
+        assert 0 <= metrics["top1"] <= 100, variant

@@ -116,3 +116,40 @@ def test_qcrd_killed_mid_training_resumes_to_the_same_numbers(tmp_path):
             assert torch.equal(finals[0][key], finals[1][key]), key
     ring = finals[0]["objectives.0._extra_state"]["ring"]
     assert len(ring) == 2  # the snapshots are in the checkpoint
+
+
+MUTUAL = """\
+name: dml
+seeds: [0]
+data: {name: digits, batch_size: 64}
+teacher: {role: mutual, net: {name: mlp, hidden: [48], dropout: 0.1}}
+student:
+  net: {name: mlp, hidden: [32], dropout: 0.1}
+train: {epochs: 5, optimizer: {name: sgd, lr: 0.05, momentum: 0.9}}
+objectives:
+  - {name: ce}
+  - {name: kd, temperature: 1.0}
+"""
+
+
+def test_a_mutual_teacher_killed_mid_training_resumes_to_the_same_numbers(tmp_path):
+    """The co-trained teacher's weights, optimiser state and accuracy history come back from the
+    checkpoint: every logged number (its own included) equals an uninterrupted run's."""
+    f = tmp_path / "dml.yaml"
+    f.write_text(MUTUAL)
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    run = Path("dml") / "default" / "seed0"
+    assert distill("run", f, "--out", whole).returncode == 0
+    assert distill("run", f, "--out", broken, code=KILL_AT_EPOCH_3).returncode == -9
+    assert distill("run", f, "--out", broken).returncode == 0
+    rows = log_rows(broken / run)
+    assert rows == log_rows(whole / run)
+    assert any(r.get("val/teacher_acc") for r in rows)
+    metrics = [json.loads((out / run / "metrics.json").read_text()) for out in (whole, broken)]
+    for m in metrics:
+        m.pop("train_seconds")
+    assert metrics[0] == metrics[1] and "teacher_top1_best" in metrics[0]
+    import torch
+
+    kept = torch.load(broken / run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert len(kept["teacher_history"]) == 5  # the epochs before the kill included

@@ -132,6 +132,10 @@ def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
             raise ConfigError("student.init", "init from: teacher needs a `teacher:` section")
         interpolate_init(student, teacher.network, exp.student.init.alpha)
     if teacher is not None:
+        if teacher.trainable and (data.kind.name != "classification" or not exp.data.labels):
+            raise ConfigError("teacher.role", f"a {teacher.registered_name} teacher learns from "
+                                              f"the labels of a classification set; use it with "
+                                              f"one (and data.labels: true)")
         teacher.track(teacher.network, student)
     s_out = data.kind.probe(student, data)
     t_out = data.kind.probe(teacher, data) if teacher is not None else None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
 
 from distill.contracts import ModelOutput, Step
 from distill.engine.rng_state import capture_rng, restore_rng
@@ -59,10 +60,16 @@ class DistillationModule(L.LightningModule):
         self.optimizer_spec, self.schedule_spec = optimizer, schedule
         self.kind = kind or Classification()
         self.val_metrics = nn.ModuleDict(self.kind.metrics(num_classes))
-        self.teacher_fields = frozenset().union(*(t.objective.teacher_needs for t in terms))
+        self.teacher_fields = frozenset().union(*(t.objective.teacher_needs for t in terms),
+                                                teacher.needs if teacher is not None else ())
         self.uses_views = any(t.objective.uses_views for t in terms)
         self.teacher_cache: TeacherCache | None = None
         self.history: list[float] = []
+        # a co-trained teacher is evaluated beside the student (classification accuracy)
+        self.cotrained = teacher is not None and teacher.trainable
+        self.teacher_acc = (MulticlassAccuracy(num_classes, average="micro") if self.cotrained
+                            else None)
+        self.teacher_history: list[float] = []
         self.resumed_rng: dict | None = None  # the generators' state in the checkpoint resumed from
 
     # -- Lightning plumbing -------------------------------------------------------------------
@@ -101,10 +108,12 @@ class DistillationModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["history"] = list(self.history)
+        checkpoint["teacher_history"] = list(self.teacher_history)
         checkpoint["rng_state"] = capture_rng()
 
     def on_load_checkpoint(self, checkpoint):
         self.history = list(checkpoint.get("history", []))
+        self.teacher_history = list(checkpoint.get("teacher_history", []))
         self.resumed_rng = checkpoint.get("rng_state")
 
     def on_train_start(self):
@@ -139,6 +148,10 @@ class DistillationModule(L.LightningModule):
                 label = f"{term.label}/{name}" if name else term.label
                 logs[f"train/{label}"] = value.detach()
                 total = total + weight * value
+        if self.teacher is not None:
+            for name, value in self.teacher.loss(step).items():
+                logs[f"train/teacher/{name}"] = value.detach()
+                total = total + value
         if not torch.isfinite(total):  # one check (one device sync) per step, not one per term
             label, value = next((k, v) for k, v in logs.items() if not torch.isfinite(v))
             raise UserError(f"loss term {label[len('train/'):]!r} became non-finite "
@@ -165,9 +178,16 @@ class DistillationModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         self.kind.validation_step(self, batch)
+        if self.cotrained:
+            self.teacher_acc.update(self.teacher(batch[0]).logits, batch[1])
 
     def on_validation_epoch_end(self):
         values = self.kind.validation_end(self)
+        if self.cotrained:
+            values["teacher_acc"] = round(self.teacher_acc.compute().item() * 100, 4)
+            self.teacher_acc.reset()
+            if not self.trainer.sanity_checking:
+                self.teacher_history.append(values["teacher_acc"])
         for name, value in values.items():
             self.log(f"val/{name}", value, prog_bar=name == self.kind.headline)
         if not self.trainer.sanity_checking:

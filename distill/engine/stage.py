@@ -211,6 +211,9 @@ def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     history = module.history
     metrics = module.kind.results(module, data, history)
+    if module.teacher_history:  # a co-trained teacher: its own accuracy, a row of its own
+        metrics.update(teacher_top1=module.teacher_history[-1],
+                       teacher_top1_best=max(module.teacher_history))
     for objective in module.objectives:
         metrics.update(objective.summary())
     for spec in exp.evaluate:

@@ -21,6 +21,12 @@ from distill.errors import UserError
 from distill.registry import nearest
 
 TEACHER = "teacher"
+
+
+def cotrained_row(variant: str) -> str:
+    """The row of a variant's co-trained teacher (mutual learning), shown right after it."""
+    return f"{variant}:teacher"
+
 LOWER_IS_BETTER = ("forgetting", "loss", "error", "latency")
 DASH = "—"
 
@@ -119,7 +125,8 @@ class MethodTable:
                 previous = per_variant.get(metric, Cell(()))
                 per_variant[metric] = Cell(previous.values + (row["value"],))
         students = [name for name in cells if name != TEACHER]
-        ordered = [name for name in (order or []) if name in students]
+        ordered = [row for name in (order or []) for row in (name, cotrained_row(name))
+                   if row in students]
         variants = ordered + sorted(set(students) - set(ordered))
         if baseline is not None and baseline not in variants:
             why = ("the teacher is the reference row, never the baseline" if baseline == TEACHER
