@@ -112,8 +112,11 @@ def cmd_list(args) -> int:
     from distill.catalog import load_all
 
     load_all()
-    if args.modules:
+    if args.modules is not None:
         return list_modules(args)
+    if args.input is not None or args.classes is not None or args.param:
+        raise UserError("--input, --classes and --param describe the network of --modules NET; "
+                        "give --modules too")
 
     table = Table(title="Registered names")
     for col in ("kind", "name", "description"):
@@ -130,22 +133,41 @@ def cmd_list(args) -> int:
 
 def list_modules(args) -> int:
     """The module paths of one network with their output shapes, for ``net.taps``."""
+    import inspect
+
     import torch
+    import yaml
     from rich.console import Console
     from rich.table import Table
 
     from distill.engine.build import user_values
+    from distill.registry import networks
     from students import build_network
     from students.module_paths import module_shapes, parse_shape
 
-    from distill.registry import networks
-
-    networks.get(args.modules, "--modules")
+    target = networks.get(args.modules, "--modules").target
+    if {"vocab_size", "text_length"} & set(inspect.signature(target).parameters):
+        raise UserError(f"--modules {args.modules}: a text network reads token ids of a text "
+                        f"dataset; see its module paths with `distill validate` on a file that "
+                        f"uses it, or in its source")
+    params = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise UserError(f"--param {item[:40]!r}: give key=value, e.g. --param width=16")
+        try:
+            params[key] = yaml.safe_load(value) if value else None
+        except yaml.YAMLError:
+            raise UserError(f"--param {item[:40]!r}: the value is not a YAML scalar or list; "
+                            f"e.g. --param width=16 or --param hidden=[64,64]") from None
+    args.input = args.input or "3x32x32"
+    args.classes = 10 if args.classes is None else args.classes
     shape = parse_shape(args.input)
     if not 1 <= args.classes <= 100_000:
         raise UserError(f"--classes {args.classes}: give a number of classes from 1 to 100000")
-    with user_values("--modules"):
-        net = build_network(args.modules, {}, num_classes=args.classes, input_shape=shape)
+    with user_values("--param"):
+        net = build_network(args.modules, params, num_classes=args.classes, input_shape=shape)
+    with user_values("--input"):
         rows = module_shapes(net.net, torch.zeros(2, *shape))
     table = Table(title=f"{args.modules} on inputs of {args.input}: module paths (tap them as "
                         f"`taps: {{name: path}}` or `path:input`)")
@@ -193,9 +215,10 @@ def parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="every registered objective, teacher role, network, dataset")
     lst.add_argument("--modules", metavar="NET", help="print NET's module paths and output "
                                                       "shapes instead (what `taps:` can name)")
-    lst.add_argument("--input", default="3x32x32", help="one sample's shape for --modules "
-                                                        "(default 3x32x32)")
-    lst.add_argument("--classes", type=int, default=10, help="classes for --modules (default 10)")
+    lst.add_argument("--input", help="one sample's shape for --modules (default 3x32x32)")
+    lst.add_argument("--classes", type=int, help="classes for --modules (default 10)")
+    lst.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="a network parameter for --modules, e.g. width=16 (repeatable)")
     lst.set_defaults(func=cmd_list)
 
     res = sub.add_parser("resume", help="continue the experiment in runs/<name>")

@@ -21,7 +21,7 @@ from distill.continual.runner import check_continual, run_sequence
 from distill.engine.build import build_data, build_module, build_teacher, seeded, teacher_net_spec
 from distill.atomic_write import atomic_save, atomic_write_text
 from distill.engine.run_lock import RunLock
-from distill.engine.stage import (RunPlan, check_run_folder, check_trainer_keys, fingerprint, fit,
+from distill.engine.stage import (COTRAINED, RunPlan, check_run_folder, check_trainer_keys, fingerprint, fit,
                                   quiet_lightning)
 from distill.errors import ConfigError, UserError, shorten
 from distill.registry import objectives
@@ -62,9 +62,12 @@ def needs_teacher_stage(exp: Experiment) -> bool:
 
 
 def reads_teacher(exp: Experiment) -> bool:
-    """Whether a variant's training uses its teacher: an objective reads the teacher or samples
-    from it, the student starts from it, or it is a task sequence (always given the teacher)."""
+    """Whether a variant's run uses its teacher: an objective reads the teacher or samples from
+    it, the student starts from it, an evaluator measures it, or it is a task sequence (always
+    given the teacher)."""
     if exp.continual is not None or exp.student.init.from_ == "teacher":
+        return True
+    if any("teacher" in spec.params().get("of", ["teacher"]) for spec in exp.evaluate):
         return True
     return any(objectives.get(spec.name, "objectives").target.reads_teacher(spec.params())
                for spec in exp.objectives)
@@ -143,12 +146,11 @@ class Run:
             say(f"{variant} seed {seed}: training -> {self.run_dir}")
             metrics, _ = fit(exp, seed, self.run_dir, f"{variant} s{seed}", plan,
                              self.teacher_weights)
-        own = {k: v for k, v in metrics.items() if not k.startswith("teacher_")}
-        teacher = {k[len("teacher_"):]: v for k, v in metrics.items() if k.startswith("teacher_")}
-        store.record(exp.name, variant, seed, _numeric(own))
+        teacher = metrics.pop(COTRAINED, None)
+        store.record(exp.name, variant, seed, _numeric(metrics))
         if teacher:  # a co-trained teacher's accuracy: a row of its own
             store.record(exp.name, cotrained_row(variant), seed, _numeric(teacher))
-        return {"variant": variant, "seed": seed, **_numeric(own)}
+        return {"variant": variant, "seed": seed, **_numeric(metrics)}
 
 
 def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan: RunPlan,

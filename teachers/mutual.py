@@ -4,8 +4,10 @@ network trained with the student from scratch, each learning from the labels and
 ``L_t = CE(z_t, y) + w * T^2 * KL(softmax(z_s / T) || softmax(z_t / T))``,
 
 the student's side given by the file's objectives (``ce`` and ``kd`` with ``temperature: 1`` for
-DML). Each network's target is the other's prediction as a constant; both are updated at every
-step by the one optimiser (the authors' simultaneous update). The teacher's weights and optimiser
+DML). Each network's target is the other's prediction as a constant, both from the same forward
+pass, and both are updated at every step by the one optimiser; the paper's Algorithm 1 updates
+one network, predicts again and then updates the other, a sequential variant we do not offer
+yet. The teacher's weights and optimiser
 state are part of the run's checkpoints, and its accuracy is reported as its own row."""
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from distill.errors import ConfigError
-from distill.objectives.kd import kd_loss
 from distill.registry import teachers
+from distill.soft_targets import kd_loss
 from students.taps import Tapped
 from teachers.role import TeacherRole
 

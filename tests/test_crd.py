@@ -40,7 +40,7 @@ def authors_step(mem_s, mem_t, v_s, v_t, idx, contrast, T, m, n, z=(-1.0, -1.0))
 def test_two_steps_equal_the_authors_memory_and_loss(batch, k, T, m):
     torch.manual_seed(batch)
     n, dim = 20, 8
-    memory = ContrastMemory(dim, n, T, m)
+    memory = ContrastMemory(dim, n, n, T, m)
     mem_s, mem_t = memory.student_bank.clone(), memory.teacher_bank.clone()
     z = (-1.0, -1.0)
     for step in range(2):
@@ -59,7 +59,7 @@ def test_two_steps_equal_the_authors_memory_and_loss(batch, k, T, m):
 
 
 def test_the_memory_bank_starts_uniform_within_the_authors_bound():
-    memory = ContrastMemory(12, 500, 0.07, 0.5)
+    memory = ContrastMemory(12, 500, 500, 0.07, 0.5)
     bound = 1 / math.sqrt(12 / 3)
     for bank in (memory.student_bank, memory.teacher_bank):
         assert bank.abs().max() <= bound and bank.min() < -0.9 * bound and bank.max() > 0.9 * bound
@@ -92,3 +92,50 @@ def test_nce_loss_falls_as_the_positive_score_rises():
     low = torch.tensor([[0.5, 1.0, 1.0, 1.0]])
     high = torch.tensor([[5.0, 1.0, 1.0, 1.0]])
     assert nce_loss(high, 100) < nce_loss(low, 100)
+
+
+def test_the_files_values_reach_the_objective_and_a_step_trains_the_embeddings(tmp_path):
+    from distill.config.load import load_experiment
+    from experiment_text import build_variant, digits_pair
+
+    f = tmp_path / "crd.yaml"
+    f.write_text(digits_pair("crd", "  - {name: ce}\n  - {name: crd, negatives: 40, dim: 16, "
+                                    "temperature: 0.2, momentum: 0.7}\n"))
+    module, data = build_variant(load_experiment(str(f)), "default")
+    term = module.terms[1]
+    crd = term.objective
+    assert term.weight == 0.8  # mdistiller's
+    assert (crd.sampler.k, crd.memory.temperature, crd.memory.momentum) == (40, 0.2, 0.7)
+    assert crd.embed_student.out_features == 16 and crd.memory.student_bank.shape[1] == 16
+    assert crd.memory.student_bank.shape[0] == len(data.splits.train)
+    x, y, index = next(iter(data.train_dataloader()))
+    before = crd.memory.student_bank[index].clone()
+    loss = crd(module.kind.step(module, (x, y, index)))
+    assert torch.isfinite(loss) and loss > 0
+    assert not torch.equal(crd.memory.student_bank[index], before)  # the bank moved
+    loss.backward()
+    assert crd.embed_student.weight.grad.abs().sum() > 0
+    assert crd.embed_teacher.weight.grad.abs().sum() > 0  # trained with the student too
+
+
+def test_each_row_draws_without_replacement_when_its_other_classes_have_enough():
+    members = torch.arange(6)
+    labels = torch.tensor([0, 0, 0, 0, 0, 1])  # class 1 has 5 others, class 0 has 1
+    sampler = OtherClassSampler(members, labels, 3)
+    drawn = sampler(torch.tensor([1, 0, 1]))
+    assert len(set(drawn[0].tolist())) == 3 and len(set(drawn[2].tolist())) == 3
+    assert drawn[1].tolist() == [5, 5, 5]  # the one other sample, with replacement
+    assert set(drawn[0].tolist()) <= {0, 1, 2, 3, 4}
+
+
+def test_crd_without_labels_is_refused(tmp_path, capsys):
+    from distill.cli import main
+    from experiment_text import digits_pair
+
+    f = tmp_path / "crd.yaml"
+    f.write_text(digits_pair("crd", "  - {name: crd}\n").replace(
+        "data: {name: digits, batch_size: 64}", "data: {name: digits, batch_size: 64, "
+                                                "labels: false}").replace(
+        "  role: frozen\n", "  role: random\n").replace("  train: {epochs: 1}\n", "", 1))
+    assert main(["validate", str(f)]) == 2
+    assert "crd uses the labels" in capsys.readouterr().err

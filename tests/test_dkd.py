@@ -81,10 +81,12 @@ def built_terms(tmp_path, objectives: str, epochs: int):
 def test_dkd_warms_up_over_its_first_20_epochs_unless_the_file_says_otherwise(tmp_path):
     terms = built_terms(tmp_path, "  - {name: ce}\n  - {name: dkd, beta: 2.0}\n", epochs=40)
     assert terms["dkd"].warmup_epochs == 20 and terms["ce"].warmup_epochs == 0
-    assert terms["dkd"].weight_at(10) == pytest.approx(0.5)
+    assert terms["dkd"].weight_at(0) == pytest.approx(1 / 20)  # mdistiller counts from epoch 1
+    assert terms["dkd"].weight_at(9) == pytest.approx(0.5) and terms["dkd"].weight_at(19) == 1.0
     assert terms["dkd"].objective.beta == 2.0
     short = built_terms(tmp_path, "  - {name: dkd}\n", epochs=8)
     assert short["dkd"].warmup_epochs == 8  # the whole run when it is shorter
+    assert short["dkd"].weight_at(7) == 1.0  # full weight by the last epoch
     given = built_terms(tmp_path, "  - {name: dkd, warmup_epochs: 3, alpha: 0.5, "
                                   "temperature: 2.0}\n", epochs=40)
     assert given["dkd"].warmup_epochs == 3

@@ -18,17 +18,18 @@ from experiment_text import build_variant
 def reference_at(fs: torch.Tensor, ft: torch.Tensor, p: float) -> float:
     """Attention transfer as the authors' code computes it, in numpy."""
     def q(f):
-        a = (f.numpy().astype(np.float64) ** p).mean(axis=1).reshape(len(f), -1)
+        a = (np.abs(f.numpy().astype(np.float64)) ** p).mean(axis=1).reshape(len(f), -1)
         return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     return float(((q(fs) - q(ft)) ** 2).mean())
 
 
 @pytest.mark.parametrize("shape_s,shape_t,p", [((4, 3, 5, 5), (4, 7, 5, 5), 2.0),
                                                ((1, 2, 3, 3), (1, 2, 3, 3), 2.0),
-                                               ((3, 4, 6), (3, 8, 6), 4.0)])
+                                               ((3, 4, 6), (3, 8, 6), 4.0),
+                                               ((2, 3, 4, 4), (2, 3, 4, 4), 3.0)])
 def test_at_loss_is_the_authors_formula(shape_s, shape_t, p):
     g = torch.Generator().manual_seed(len(shape_s) + shape_s[0])
-    fs, ft = torch.rand(shape_s, generator=g), torch.rand(shape_t, generator=g)
+    fs, ft = torch.randn(shape_s, generator=g), torch.randn(shape_t, generator=g)  # signed maps
     assert at_loss(fs, ft, p).item() == pytest.approx(reference_at(fs, ft, p), rel=1e-5)
     assert at_loss(fs, fs.clone(), p).item() == pytest.approx(0.0, abs=1e-7)
 
@@ -140,6 +141,10 @@ def test_fitnet_regresses_each_pair_and_its_weight_is_mdistillers(tmp_path):
     ("{name: at, pairs: []}", {}, "objectives.1.pairs", ["at least 1"]),
     ("{name: at, pairs: [[s1, t1]]}", {"s1: layer1": "logits: layer1"}, "student.net",
      ["tap name 'logits'"]),
+    ("{name: at, pairs: [[features, t1]]}", {"s1: layer1": "features: layer1"},
+     "objectives.1.pairs.0", ["names an output field"]),
+    ("{name: fitnet, pairs: [[s2, t2]]}", {"s2: layer2": "s2: layer2.1"}, None, None),
+    ("{name: fitnet, pairs: [[s1, t2]]}", {"s1: layer1": "s1: 'layer1:input'"}, None, None),
 ])
 def test_a_bad_pair_or_tap_is_one_line_naming_the_key(tmp_path, capsys, objective, replace, key,
                                                      words):
@@ -170,3 +175,27 @@ def test_list_modules_refuses_what_it_cannot_build_in_one_line(capsys, args, wor
     assert main(["list", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and all(w in err for w in words), err
+
+
+def test_the_files_p_and_relu_reach_the_objectives(tmp_path):
+    module, data = build_variant(load_experiment(write(tmp_path, "{name: at, pairs: [[s2, t2]], "
+                                                                 "p: 4.0}")), "default")
+    step = module.kind.step(module, next(iter(data.train_dataloader())))
+    s, t = step.student.layers["s2"].detach(), step.teacher.layers["t2"]
+    assert module.terms[1].objective(step).item() == pytest.approx(reference_at(s, t, 4.0),
+                                                                   rel=1e-5)
+    plain = build_variant(load_experiment(write(tmp_path, "{name: fitnet, pairs: [[s2, t2]], "
+                                                          "relu: false}")), "default")[0]
+    assert not any(isinstance(m, torch.nn.ReLU) for m in plain.terms[1].objective.regressors[0])
+
+
+def test_list_modules_takes_network_parameters_and_refuses_stray_options(capsys):
+    assert main(["list", "--modules", "small_cnn", "--param", "width=4", "--input", "1x8x8"]) == 0
+    assert "B x 8 x 4 x 4" in capsys.readouterr().out  # the stage of width 2 x 4
+    for args, words in ((["list", "--input", "1x8x8"], ["give --modules"]),
+                        (["list", "--modules", "seq2seq"], ["text network"]),
+                        (["list", "--modules", "mlp", "--param", "hidden"], ["key=value"]),
+                        (["list", "--modules", "resnet20", "--input", "5"], ["--input"])):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and all(w in err for w in words), err

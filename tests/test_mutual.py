@@ -63,7 +63,7 @@ def test_teacher_and_student_train_together_and_the_teacher_is_a_row_of_its_own(
     out = tmp_path / "runs"
     assert main(["run", str(f), "--out", str(out)]) == 0
     metrics = json.loads((out / "dml" / "default" / "seed0" / "metrics.json").read_text())
-    assert metrics["teacher_top1"] > 50 and metrics["top1"] > 50  # both learned from scratch
+    assert metrics["cotrained_teacher"]["top1"] > 50 and metrics["top1"] > 50  # both learned
     capsys.readouterr()
     assert main(["compare", str(out / "dml"), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -71,7 +71,8 @@ def test_teacher_and_student_train_together_and_the_teacher_is_a_row_of_its_own(
     assert variants == ["default", "default:teacher"]
     teacher_row = lines[2].split(",")
     header = lines[0].split(",")
-    assert float(teacher_row[header.index("top1_mean")]) == pytest.approx(metrics["teacher_top1"])
+    assert float(teacher_row[header.index("top1_mean")]) == pytest.approx(
+        metrics["cotrained_teacher"]["top1"])
     log = (out / "dml" / "default" / "seed0" / "logs" / "metrics.csv").read_text()
     assert "train/teacher/ce" in log and "val/teacher_acc" in log
 

@@ -73,3 +73,13 @@ def test_a_teacher_no_run_reads_is_still_trained_or_waited_for(tmp_path):
     lock.release()
     worker.join(timeout=300)
     assert (tmp_path / "out" / "order" / "teacher" / "teacher.pt").exists()
+
+
+def test_an_evaluator_that_measures_the_teacher_reads_it(tmp_path):
+    f = tmp_path / "grid.yaml"
+    f.write_text(GRID + "  probed: {objectives: [{name: ce}], evaluate: [{name: knn}]}\n"
+                        "  student-only: {objectives: [{name: ce}], "
+                        "evaluate: [{name: knn, of: [student]}]}\n")
+    ef = load_experiment(f)
+    assert reads_teacher(ef.variants["probed"])  # knn measures the teacher by default
+    assert not reads_teacher(ef.variants["student-only"])

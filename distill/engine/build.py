@@ -151,7 +151,8 @@ def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
                                    task_kind=data.kind.name))
         seen[spec.name] = seen.get(spec.name, 0) + 1
         label = spec.name if seen[spec.name] == 1 else f"{spec.name}{seen[spec.name]}"
-        terms.append(Term(label, objective, spec.weight, spec.warmup_epochs))
+        terms.append(Term(label, objective, spec.weight, spec.warmup_epochs,
+                          objective.warmup_first_epoch))
     check_recipes(exp, student, teacher)
     return DistillationModule(student, teacher, terms, data.num_classes, exp.train.epochs,
                               exp.train.optimizer.model_dump(exclude_none=False),

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from distill.contracts import ModelOutput, Step
+from distill.contracts import FIELDS, ModelOutput, Step
 from distill.engine.rng_state import capture_rng, restore_rng
 from distill.engine.teacher_cache import TeacherCache
 from distill.errors import UserError
@@ -23,18 +23,20 @@ from teachers.role import TeacherRole
 
 @dataclass
 class Term:
-    """An objective in the sum: ``weight * min(1, epoch / warmup_epochs) * loss``, epochs counted
-    from 0, so the first epoch's weight is 0 (the ND authors' ramp, as in mdistiller's DKD)."""
+    """An objective in the sum: ``weight * min(1, (epoch + first) / warmup_epochs) * loss``,
+    epochs counted from 0: with ``first`` 0 the first epoch's weight is 0 (the ND authors' ramp),
+    with 1 it is 1/warmup (mdistiller counts epochs from 1, so DKD's ramp)."""
 
     label: str
     objective: Objective
     weight: float = 1.0
     warmup_epochs: int = 0
+    first: int = 0
 
     def weight_at(self, epoch: int) -> float:
         if self.warmup_epochs <= 0:
             return self.weight
-        return self.weight * min(1.0, epoch / self.warmup_epochs)
+        return self.weight * min(1.0, (epoch + self.first) / self.warmup_epochs)
 
 
 class DistillationModule(L.LightningModule):
@@ -101,7 +103,8 @@ class DistillationModule(L.LightningModule):
         if self.teacher is not None:
             self.teacher.plan_steps(self.trainer.estimated_stepping_batches)
         if (self.teacher is not None and self.teacher_fields and self.teacher.static
-                and self.kind.caches_teacher and data is not None and not data.splits.augmented):
+                and self.kind.caches_teacher and data is not None and not data.splits.augmented
+                and self.teacher_fields <= set(FIELDS)):  # tapped maps could fill the memory
             self.teacher_cache = TeacherCache(self.teacher_fields)
             self.teacher_cache.fill(self.teacher, data.train_eval_dataloader(),
                                     len(data.splits.train), self.device)

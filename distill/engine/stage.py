@@ -191,6 +191,9 @@ def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> 
         **trainer_args)
 
 
+COTRAINED = "cotrained_teacher"  # metrics.json key of a co-trained teacher's own metrics
+
+
 def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
         teacher_weights: str | None = None) -> tuple[dict, DistillationModule]:
     """Train one stage in ``run_dir``; returns its metrics (also written to metrics.json) and the
@@ -212,8 +215,8 @@ def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
     history = module.history
     metrics = module.kind.results(module, data, history)
     if module.teacher_history:  # a co-trained teacher: its own accuracy, a row of its own
-        metrics.update(teacher_top1=module.teacher_history[-1],
-                       teacher_top1_best=max(module.teacher_history))
+        metrics[COTRAINED] = {"top1": module.teacher_history[-1],
+                              "top1_best": max(module.teacher_history)}
     for objective in module.objectives:
         metrics.update(objective.summary())
     for spec in exp.evaluate:

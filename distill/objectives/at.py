@@ -1,6 +1,6 @@
 """Attention transfer (Zagoruyko & Komodakis 2017, "Paying More Attention to Attention"), as in
 the authors' code and mdistiller: per layer pair, the spatial attention map
-``Q(f) = normalize(mean_c(f^p) flattened)`` of student and teacher,
+``Q(f) = normalize(mean_c(|f|^p) flattened)`` of student and teacher,
 
 ``L = sum_pairs mean((Q(f_s) - Q(f_t))^2)``,
 
@@ -19,8 +19,9 @@ from distill.registry import objectives
 
 
 def attention_map(f: torch.Tensor, p: float = 2.0) -> torch.Tensor:
-    """B x (H*W): the channel mean of ``f^p``, flattened and L2-normalised per sample."""
-    return F.normalize(f.pow(p).mean(dim=1).flatten(1))
+    """B x (H*W): the channel mean of ``|f|^p``, flattened and L2-normalised per sample (the
+    paper's |A|^p; the authors' code writes f^p, the same for their p = 2)."""
+    return F.normalize(f.abs().pow(p).mean(dim=1).flatten(1))
 
 
 def at_loss(student_map: torch.Tensor, teacher_map: torch.Tensor, p: float = 2.0) -> torch.Tensor:

@@ -30,6 +30,7 @@ class Objective(nn.Module, Callback):
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})  # the kinds it serves
     default_weight: ClassVar[float] = 1.0  # its authors' weight in the sum, when the file gives none
     default_warmup: ClassVar[int] = 0  # its authors' weight warm-up, when the file gives none
+    warmup_first_epoch: ClassVar[int] = 0  # how its authors number the first epoch in the ramp
 
     def __init__(self):
         nn.Module.__init__(self)

@@ -11,8 +11,9 @@ samples of other classes ("exact" mode: the positive is i itself),
 
 Z fixed at the first step to ``N * mean(exp(...))``, and the NCE loss of each,
 ``-(1/B) sum_i [log(h_i0 / (h_i0 + K/N)) + sum_j log((K/N) / (h_ij + K/N))]``, summed over both
-sides; then ``M[i] <- normalize(m M[i] + (1 - m) v(i))``. Defaults: K = 16384 (drawn with
-replacement when the other classes have fewer samples, as the authors do), tau = 0.07, m = 0.5,
+sides; then ``M[i] <- normalize(m M[i] + (1 - m) v(i))``. Defaults: K = 16384 (drawn without
+replacement, or with it for a sample whose other classes have fewer, as the authors do; on the
+training device, where the authors draw in their data-loader workers), tau = 0.07, m = 0.5,
 weight 0.8 (mdistiller's). Banks and Z are buffers: saved in checkpoints, so resume is exact."""
 from __future__ import annotations
 
@@ -45,11 +46,10 @@ class ContrastMemory(nn.Module):
     """Two momentum memory banks, a row per sample of the underlying set (``size``), and the
     normalisation constants, estimated over the ``num_data`` training samples."""
 
-    def __init__(self, dim: int, size: int, temperature: float, momentum: float,
-                 num_data: int | None = None):
+    def __init__(self, dim: int, size: int, num_data: int, temperature: float, momentum: float):
         super().__init__()
         self.temperature, self.momentum = temperature, momentum
-        self.num_data = size if num_data is None else num_data  # the samples Z sums over
+        self.num_data = num_data  # the training samples Z sums over
         bound = 1.0 / math.sqrt(dim / 3)
         self.register_buffer("student_bank", torch.rand(size, dim) * 2 * bound - bound)
         self.register_buffer("teacher_bank", torch.rand(size, dim) * 2 * bound - bound)
@@ -65,7 +65,7 @@ class ContrastMemory(nn.Module):
             h = torch.exp(torch.bmm(rows, v[:, :, None]).squeeze(2) / self.temperature)
             if self.z[side] < 0:
                 self.z[side] = h.mean().detach() * self.num_data
-            out.append(h / self.z[side])
+            out.append(h / self.z[side].clone())  # a constant: z is written in place above
         return out[0], out[1]
 
     @torch.no_grad()
@@ -88,15 +88,23 @@ class OtherClassSampler:
         self.count = counts
         self.k = k
 
+    def to(self, device) -> "OtherClassSampler":
+        self.members, self.start, self.count = (t.to(device) for t in (self.members, self.start,
+                                                                        self.count))
+        return self
+
     def __call__(self, labels: torch.Tensor) -> torch.Tensor:
-        """B x K sample indices."""
+        """B x K sample indices, drawn on the labels' device."""
+        device = labels.device
         others = len(self.members) - self.count[labels]  # B
-        if int(others.min()) >= self.k:  # a random ordering of each row's others, first K
-            keys = torch.rand(len(labels), int(others.max()))
-            keys = keys.masked_fill(torch.arange(keys.shape[1]) >= others[:, None], 2.0)
-            r = keys.argsort(dim=1)[:, :self.k]
-        else:
-            r = (torch.rand(len(labels), self.k) * others[:, None]).long()
+        r = (torch.rand(len(labels), self.k, device=device) * others[:, None]).long()
+        distinct = others >= self.k  # these rows draw without replacement, as the authors do
+        if distinct.any():  # the first K of a random ordering of each such row's others
+            rows = others[distinct]
+            keys = torch.rand(len(rows), int(rows.max()), device=device)
+            keys = keys.masked_fill(torch.arange(keys.shape[1], device=device) >= rows[:, None],
+                                    2.0)
+            r[distinct] = keys.topk(self.k, dim=1, largest=False).indices
         start = self.start[labels][:, None]
         r = r + (r >= start) * self.count[labels][:, None]  # skip over the row's own class
         return self.members[r]
@@ -109,6 +117,7 @@ class CRD(Objective):
 
     student_needs = frozenset({"features"})
     teacher_needs = frozenset({"features"})
+    uses_labels = True  # its negatives are samples of the other classes
     default_weight = 0.8
 
     def __init__(self, negatives: Annotated[int, Field(ge=1, le=1_000_000)] = 16384,
@@ -132,15 +141,16 @@ class CRD(Objective):
         self.num_data = len(members)
         self.embed_student = nn.Linear(ctx.student.features.flatten(1).shape[1], self.dim)
         self.embed_teacher = nn.Linear(ctx.teacher.features.flatten(1).shape[1], self.dim)
-        self.memory = ContrastMemory(self.dim, len(data.splits.train), self.temperature,
-                                     self.momentum, self.num_data)
+        self.memory = ContrastMemory(self.dim, len(data.splits.train), self.num_data,
+                                     self.temperature, self.momentum)
 
     def forward(self, step):
         v_s = F.normalize(self.embed_student(step.student.features.flatten(1)), dim=1)
         v_t = F.normalize(self.embed_teacher(step.teacher.features.detach().flatten(1)), dim=1)
         index = step.index.to(v_s.device)
-        contrast = torch.cat([index[:, None], self.sampler(step.labels.cpu()).to(v_s.device)],
-                             dim=1)
+        if self.sampler.members.device != v_s.device:
+            self.sampler.to(v_s.device)
+        contrast = torch.cat([index[:, None], self.sampler(step.labels.to(v_s.device))], dim=1)
         h_s, h_t = self.memory.scores(v_s, v_t, contrast)
         loss = nce_loss(h_s, self.num_data) + nce_loss(h_t, self.num_data)
         self.memory.update(v_s, v_t, index)

@@ -6,8 +6,9 @@ distribution over the other classes,
 ``TCKD = T^2 * KL([p_t^gt, 1 - p_t^gt] || [p_s^gt, 1 - p_s^gt])``,
 ``NCKD = T^2 * KL(p̂_t || p̂_s)``, p̂ the softmax of z / T over the non-target classes only,
 
-batch means, p = softmax(z / T). Weighted up linearly over its first 20 epochs (mdistiller's
-``WARMUP``; the whole run when it is shorter), through the engine's ``warmup_epochs``."""
+batch means, p = softmax(z / T). Weighted up linearly over its first 20 epochs, 1/20 in the
+first (mdistiller's ``WARMUP``, epochs from 1; the whole run when it is shorter), through the
+engine's ``warmup_epochs``."""
 from __future__ import annotations
 
 from typing import Annotated
@@ -56,6 +57,7 @@ class DKD(Objective):
     teacher_needs = frozenset({"logits"})
     uses_labels = True
     default_warmup = 20
+    warmup_first_epoch = 1  # mdistiller: min(epoch / 20, 1), epochs from 1
 
     def __init__(self, alpha: Annotated[float, Field(ge=0, le=1e4)] = 1.0,
                  beta: Annotated[float, Field(ge=0, le=1e4)] = 8.0,

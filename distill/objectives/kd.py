@@ -5,22 +5,10 @@ ND recipe is the engine's ``warmup_epochs`` on any objective.
 """
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
 from distill.errors import ConfigError
 from distill.objectives.base import Objective
 from distill.registry import objectives
-
-
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-            temperature: float) -> torch.Tensor:
-    """T^2-scaled KL divergence from the teacher's to the student's softened distribution; the
-    teacher's distribution is the target (no gradient flows into it)."""
-    log_p_s = F.log_softmax(student_logits / temperature, dim=1)
-    log_p_t = F.log_softmax(teacher_logits.detach() / temperature, dim=1)
-    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1).mean()
-    return kl * temperature ** 2
+from distill.soft_targets import kd_loss
 
 
 @objectives.register("kd")

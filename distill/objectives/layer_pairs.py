@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from distill.contracts import FIELDS
 from distill.errors import ConfigError
 from distill.objectives.base import Objective
 from distill.registry import nearest
@@ -28,10 +29,8 @@ def pooled_to(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 
 
 class LayerPairObjective(Objective):
-    """Base of the objectives over layer pairs; ``dims`` the map ranks the objective accepts
-    (3: B x C x L, 4: B x C x H x W)."""
-
-    dims: tuple[int, ...] = (3, 4)
+    """Base of the objectives over layer pairs of feature maps: B x C x H x W, or B x C x L
+    (1-d convolutions; a B x N x D token layer would be misread, so tap convolutional layers)."""
 
     def __init__(self, pairs: Pairs):
         super().__init__()
@@ -49,6 +48,14 @@ class LayerPairObjective(Objective):
                 if out is None:
                     raise ConfigError(ctx.key, f"{self.registered_name} compares the student's "
                                                f"layers with the teacher's; add a `teacher:`")
+                net = ctx.student_net if who == "student" else ctx.teacher_role.network
+                if name in FIELDS or (name not in out.layers and name in net.taps):
+                    why = ("names an output field, not a tapped layer" if name in FIELDS else
+                           f"is tapped at {net.taps[name]!r}, but that module did not run in the "
+                           f"forward pass")
+                    raise ConfigError(f"{ctx.key}.pairs.{i}", f"the {who}'s {name!r} {why}; tap "
+                                                              f"a convolutional layer by a name of "
+                                                              f"your own under {who}.net.taps")
                 if out.get(name) is None:
                     taps = sorted(out.layers)
                     have = (f"its named taps are {', '.join(taps)}{nearest(name, taps)}" if taps
@@ -59,7 +66,7 @@ class LayerPairObjective(Objective):
                                                               f"layer2)")
             s, t = ctx.student.get(s_name), ctx.teacher.get(t_name)
             for who, name, value in (("student", s_name, s), ("teacher", t_name, t)):
-                if value.dim() not in self.dims:
+                if value.dim() not in (3, 4):
                     raise ConfigError(f"{ctx.key}.pairs.{i}",
                                       f"{self.registered_name} compares feature maps "
                                       f"(B x C x H x W or B x C x L), but the {who}'s {name!r} is "
