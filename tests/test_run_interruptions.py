@@ -45,6 +45,19 @@ def distill(*args, code: str | None = None) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+def whole_and_resumed(tmp_path: Path, name: str, text: str) -> tuple[Path, Path, Path]:
+    """The experiment ``text`` (named ``name``, one variant, seed 0) run uninterrupted into
+    ``whole``, and into ``broken`` killed as epoch 3 starts, then run again; with the run's
+    folder under each."""
+    f = tmp_path / f"{name}.yaml"
+    f.write_text(text)
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    assert distill("run", f, "--out", whole).returncode == 0
+    assert distill("run", f, "--out", broken, code=KILL_AT_EPOCH_3).returncode == -9
+    assert distill("run", f, "--out", broken).returncode == 0
+    return whole, broken, Path(name) / "default" / "seed0"
+
+
 def log_rows(run_dir: Path) -> list[dict]:
     with open(run_dir / "logs" / "metrics.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -98,13 +111,7 @@ def test_qcrd_killed_mid_training_resumes_to_the_same_numbers(tmp_path):
     the final weights equal an uninterrupted run's."""
     import torch
 
-    f = tmp_path / "qcrd.yaml"
-    f.write_text(QCRD)
-    whole, broken = tmp_path / "whole", tmp_path / "broken"
-    run = Path("qcrd") / "default" / "seed0"
-    assert distill("run", f, "--out", whole).returncode == 0
-    assert distill("run", f, "--out", broken, code=KILL_AT_EPOCH_3).returncode == -9
-    assert distill("run", f, "--out", broken).returncode == 0
+    whole, broken, run = whole_and_resumed(tmp_path, "qcrd", QCRD)
     assert log_rows(broken / run) == log_rows(whole / run)
     assert (json.loads((broken / run / "metrics.json").read_text())["history"]
             == json.loads((whole / run / "metrics.json").read_text())["history"])
@@ -135,13 +142,7 @@ objectives:
 def test_a_mutual_teacher_killed_mid_training_resumes_to_the_same_numbers(tmp_path):
     """The co-trained teacher's weights, optimiser state and accuracy history come back from the
     checkpoint: every logged number (its own included) equals an uninterrupted run's."""
-    f = tmp_path / "dml.yaml"
-    f.write_text(MUTUAL)
-    whole, broken = tmp_path / "whole", tmp_path / "broken"
-    run = Path("dml") / "default" / "seed0"
-    assert distill("run", f, "--out", whole).returncode == 0
-    assert distill("run", f, "--out", broken, code=KILL_AT_EPOCH_3).returncode == -9
-    assert distill("run", f, "--out", broken).returncode == 0
+    whole, broken, run = whole_and_resumed(tmp_path, "dml", MUTUAL)
     rows = log_rows(broken / run)
     assert rows == log_rows(whole / run)
     assert any(r.get("val/teacher_acc") for r in rows)
