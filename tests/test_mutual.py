@@ -94,3 +94,17 @@ def test_what_a_mutual_teacher_refuses_is_one_line(tmp_path, capsys, change, key
     assert main(["validate", str(write(tmp_path, text))]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and key in err and all(w in err for w in words), err
+
+
+def test_a_cotrained_teacher_row_is_never_marked_best_nor_the_baseline():
+    from distill.errors import UserError
+    from distill.results.table import MethodTable
+
+    rows = [{"experiment": "e", "variant": v, "seed": 0, "task": 0, "metric": "top1",
+             "value": value} for v, value in (("ce", 80.0), ("dml", 82.0), ("dml:teacher", 90.0))]
+    table = MethodTable.from_rows(rows, order=["ce", "dml"])
+    assert table.variants == ["ce", "dml", "dml:teacher"]
+    assert table.best("top1") == {"dml"}
+    assert table.delta("dml:teacher", "top1") == pytest.approx(10.0)
+    with pytest.raises(UserError, match="co-trained teacher"):
+        MethodTable.from_rows(rows, baseline="dml:teacher")

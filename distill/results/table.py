@@ -24,8 +24,13 @@ TEACHER = "teacher"
 
 
 def cotrained_row(variant: str) -> str:
-    """The row of a variant's co-trained teacher (mutual learning), shown right after it."""
+    """The row of a variant's co-trained teacher (mutual learning), shown right after it; a
+    teacher's network, so never marked best and never the baseline."""
     return f"{variant}:teacher"
+
+
+def is_cotrained(row: str) -> bool:
+    return row.endswith(":teacher")
 
 LOWER_IS_BETTER = ("forgetting", "loss", "error", "latency")
 DASH = "—"
@@ -132,6 +137,9 @@ class MethodTable:
             why = ("the teacher is the reference row, never the baseline" if baseline == TEACHER
                    else f"no variant {baseline!r} in the results{nearest(baseline, variants)}")
             raise UserError(f"baseline: {why}; variants: {', '.join(variants)}")
+        if baseline is not None and is_cotrained(baseline):
+            raise UserError(f"baseline: {baseline!r} is a co-trained teacher, never the baseline; "
+                            f"variants: {', '.join(v for v in variants if not is_cotrained(v))}")
         baseline = baseline or (variants[0] if variants else None)
         return cls(metrics, variants, cells, baseline,
                    {metric: text for metric, text in (notes or {}).items() if metric in metrics})
@@ -145,12 +153,12 @@ class MethodTable:
         return self.cells[variant].get(metric)
 
     def best(self, metric: str) -> set[str]:
-        """The variants with the best mean in one column (several on a tie; never the teacher;
-        none for a count)."""
+        """The variants with the best mean in one column (several on a tie; never a teacher, frozen
+        or co-trained; none for a count)."""
         if is_count(metric):
             return set()
-        means = {variant: cell.mean for variant in self.variants
-                 if (cell := self.cell(variant, metric)) and not math.isnan(cell.mean)}
+        means = {variant: cell.mean for variant in self.variants if not is_cotrained(variant)
+                 and (cell := self.cell(variant, metric)) and not math.isnan(cell.mean)}
         if not means:
             return set()
         target = (min if lower_is_better(metric) else max)(means.values())
