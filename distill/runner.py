@@ -21,8 +21,8 @@ from distill.continual.runner import check_continual, run_sequence
 from distill.engine.build import build_data, build_module, build_teacher, seeded, teacher_net_spec
 from distill.atomic_write import atomic_save, atomic_write_text
 from distill.engine.run_lock import RunLock
-from distill.engine.stage import (COTRAINED, RunPlan, check_run_folder, check_trainer_keys, fingerprint, fit,
-                                  quiet_lightning)
+from distill.engine.stage import (COTRAINED, RunPlan, check_run_folder, check_trainer_keys,
+                                  fingerprint, fit, quiet_lightning)
 from distill.errors import ConfigError, UserError, shorten
 from distill.registry import objectives
 from distill.results.store import ResultsStore
@@ -169,17 +169,21 @@ def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan:
             check_run_folder(exp, seed, exp_dir / variant / f"seed{seed}")
     remember_source(ef, exp_dir)
     summaries, held_elsewhere = [], []
-    teachers: dict[str, str | None] = {}  # teacher identity -> weights file, one stage each
-    for exp in ef.variants.values():
-        key = fingerprint(teacher_identity(exp)) if needs_teacher_stage(exp) else None
-        if key is not None and key not in teachers:
-            teachers[key] = ensure_teacher(exp, exp_dir, plan, store, say, wait=False)
-    order = sorted(ef.variants.items(), key=lambda item: reads_teacher(item[1]))
-    for variant, exp in order:
-        key = fingerprint(teacher_identity(exp)) if needs_teacher_stage(exp) else None
-        if key is not None and teachers[key] is None and reads_teacher(exp):
+    # each variant's teacher stage (by identity, None without one) and whether its runs read it
+    stage = {variant: fingerprint(teacher_identity(exp)) if needs_teacher_stage(exp) else None
+             for variant, exp in ef.variants.items()}
+    reads = {variant: reads_teacher(exp) for variant, exp in ef.variants.items()}
+    stage_exp = {}  # each stage by the first variant that has it, in file order
+    for variant, key in stage.items():
+        if key is not None:
+            stage_exp.setdefault(key, ef.variants[variant])
+    teachers = {key: ensure_teacher(exp, exp_dir, plan, store, say, wait=False)
+                for key, exp in stage_exp.items()}  # weights file, None: held elsewhere
+    for variant in sorted(ef.variants, key=reads.get):
+        exp, key = ef.variants[variant], stage[variant]
+        if key is not None and teachers[key] is None and reads[variant]:
             teachers[key] = ensure_teacher(exp, exp_dir, plan, store, say)
-        teacher_weights = teachers.get(key) if reads_teacher(exp) else None
+        teacher_weights = teachers.get(key) if reads[variant] else None
         for seed in seeds or exp.seeds:
             run = Run(variant, exp, seed, exp_dir / variant / f"seed{seed}", teacher_weights)
             lock = RunLock(run.run_dir)
@@ -192,9 +196,7 @@ def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan:
                 summaries.append(run.execute(plan, store, say))
     for key, weights in teachers.items():  # a teacher no run read is still a row of the table
         if weights is None:
-            exp = next(e for e in ef.variants.values()
-                       if needs_teacher_stage(e) and fingerprint(teacher_identity(e)) == key)
-            teachers[key] = ensure_teacher(exp, exp_dir, plan, store, say)
+            teachers[key] = ensure_teacher(stage_exp[key], exp_dir, plan, store, say)
     for run in held_elsewhere:
         lock = RunLock(run.run_dir)
         if not lock.try_acquire():

@@ -20,11 +20,7 @@ from pydantic import Field
 from distill.errors import ConfigError
 from distill.objectives.base import Objective
 from distill.registry import objectives
-
-
-def _kl(log_target: torch.Tensor, log_pred: torch.Tensor) -> torch.Tensor:
-    """Batch mean of KL(target || pred) from log-probabilities over dim 1."""
-    return (log_target.exp() * (log_target - log_pred)).sum(dim=1).mean()
+from distill.soft_targets import kl_divergence
 
 
 def dkd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
@@ -44,8 +40,8 @@ def dkd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels:
     def others(logits):  # B x (C-1) log-softmax over the non-target classes
         return F.log_softmax(logits[~target].view(len(logits), -1) / temperature, dim=1)
 
-    tckd = _kl(binary(teacher_logits), binary(student_logits))
-    nckd = _kl(others(teacher_logits), others(student_logits))
+    tckd = kl_divergence(binary(teacher_logits), binary(student_logits))
+    nckd = kl_divergence(others(teacher_logits), others(student_logits))
     return (alpha * tckd + beta * nckd) * temperature ** 2
 
 
