@@ -18,15 +18,16 @@ from pathlib import Path
 from distill.config.load import ExperimentFile
 from distill.config.schema import Experiment, ObjectiveSpec, StudentSpec
 from distill.continual.runner import check_continual, run_sequence
-from distill.engine.build import build_data, build_module, build_teacher, seeded, teacher_net_spec
+from distill.engine.build import (build_data, build_module, build_teacher, seeded,
+                                  teacher_net_spec, teacher_parts)
 from distill.atomic_write import atomic_save, atomic_write_text
 from distill.engine.run_lock import RunLock
-from distill.engine.stage import (COTRAINED, RunPlan, check_run_folder, check_trainer_keys,
+from distill.engine.stage import (TEACHER_METRICS, RunPlan, check_run_folder, check_trainer_keys,
                                   fingerprint, fit, quiet_lightning)
 from distill.errors import ConfigError, UserError, shorten
 from distill.registry import objectives
 from distill.results.store import ResultsStore
-from distill.results.table import cotrained_row
+from distill.results.table import teacher_row
 
 
 def read_json(path: Path):
@@ -59,6 +60,14 @@ def teacher_identity(exp: Experiment) -> dict:
 
 def needs_teacher_stage(exp: Experiment) -> bool:
     return exp.teacher is not None and exp.teacher.checkpoint is None and exp.teacher.train is not None
+
+
+def stage_keys(exp: Experiment) -> list[str | None]:
+    """For each of the teacher's networks (:func:`teacher_parts`), its teacher stage (the
+    fingerprint of its identity), None for one that has no stage (a checkpoint, a random
+    teacher)."""
+    return [fingerprint(teacher_identity(part)) if needs_teacher_stage(part) else None
+            for _, part in teacher_parts(exp)]
 
 
 def reads_teacher(exp: Experiment) -> bool:
@@ -126,7 +135,7 @@ class Run:
     exp: Experiment
     seed: int
     run_dir: Path
-    teacher_weights: str | None
+    teacher_weights: list[str | None] | None  # per teacher network, see build_teacher
 
     def execute(self, plan: RunPlan, store: ResultsStore, say) -> dict:
         """Train (or find finished) and record this run; returns its summary."""
@@ -146,10 +155,10 @@ class Run:
             say(f"{variant} seed {seed}: training -> {self.run_dir}")
             metrics, _ = fit(exp, seed, self.run_dir, f"{variant} s{seed}", plan,
                              self.teacher_weights)
-        teacher = metrics.pop(COTRAINED, None)
+        teacher = metrics.pop(TEACHER_METRICS, None)
         store.record(exp.name, variant, seed, _numeric(metrics))
-        if teacher:  # a co-trained teacher's accuracy: a row of its own
-            store.record(exp.name, cotrained_row(variant), seed, _numeric(teacher))
+        if teacher:  # a co-trained or ensemble teacher's accuracy: a row of its own
+            store.record(exp.name, teacher_row(variant), seed, _numeric(teacher))
         return {"variant": variant, "seed": seed, **_numeric(metrics)}
 
 
@@ -169,21 +178,24 @@ def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan:
             check_run_folder(exp, seed, exp_dir / variant / f"seed{seed}")
     remember_source(ef, exp_dir)
     summaries, held_elsewhere = [], []
-    # each variant's teacher stage (by identity, None without one) and whether its runs read it
-    stage = {variant: fingerprint(teacher_identity(exp)) if needs_teacher_stage(exp) else None
-             for variant, exp in ef.variants.items()}
+    # each variant's teacher stages (one per teacher network) and whether its runs read them
+    stages = {variant: stage_keys(exp) for variant, exp in ef.variants.items()}
     reads = {variant: reads_teacher(exp) for variant, exp in ef.variants.items()}
-    stage_exp = {}  # each stage by the first variant that has it, in file order
-    for variant, key in stage.items():
-        if key is not None:
-            stage_exp.setdefault(key, ef.variants[variant])
+    stage_exp = {}  # each stage as a one-teacher experiment, in file order
+    for variant, keys in stages.items():
+        for key, (_, part) in zip(keys, teacher_parts(ef.variants[variant])):
+            if key is not None:
+                stage_exp.setdefault(key, part)
     teachers = {key: ensure_teacher(exp, exp_dir, plan, store, say, wait=False)
                 for key, exp in stage_exp.items()}  # weights file, None: held elsewhere
     for variant in sorted(ef.variants, key=reads.get):
-        exp, key = ef.variants[variant], stage[variant]
-        if key is not None and teachers[key] is None and reads[variant]:
-            teachers[key] = ensure_teacher(exp, exp_dir, plan, store, say)
-        teacher_weights = teachers.get(key) if reads[variant] else None
+        exp, keys = ef.variants[variant], stages[variant]
+        teacher_weights = None
+        if reads[variant] and keys:
+            for key in keys:
+                if key is not None and teachers[key] is None:
+                    teachers[key] = ensure_teacher(stage_exp[key], exp_dir, plan, store, say)
+            teacher_weights = [teachers.get(key) for key in keys]
         for seed in seeds or exp.seeds:
             run = Run(variant, exp, seed, exp_dir / variant / f"seed{seed}", teacher_weights)
             lock = RunLock(run.run_dir)
@@ -268,31 +280,34 @@ def validate_builds(ef: ExperimentFile) -> None:
     for variant, exp in ef.variants.items():
         try:
             check_trainer_keys(exp.trainer)
-            if not exp.data.labels and needs_teacher_stage(exp):
-                raise ConfigError("teacher.train", "the teacher stage trains on the labels, but "
-                                                   "`data.labels: false` says there are none; give "
-                                                   "`teacher.checkpoint` or drop `teacher.train`")
+            for prefix, part in teacher_parts(exp) if not exp.data.labels else []:
+                if needs_teacher_stage(part):
+                    raise ConfigError(f"{prefix}.train",
+                                      f"the teacher stage trains on the labels, but `data.labels: "
+                                      f"false` says there are none; give `{prefix}.checkpoint` or "
+                                      f"drop `{prefix}.train`")
             seeded(exp.seeds[0])
             data = build_data(exp, exp.seeds[0])
             tasks = check_continual(exp, data)
             teacher = build_teacher(exp, data, None)
             build_module(exp, data, teacher, tasks=tasks)
-            if needs_teacher_stage(exp):
-                validate_teacher_stage(exp, data)
+            for prefix, part in teacher_parts(exp):
+                if needs_teacher_stage(part):
+                    validate_teacher_stage(part, data, prefix)
         except UserError as e:
             raise ef.locate(e, variant) from None
 
 
-def validate_teacher_stage(exp: Experiment, data) -> None:
+def validate_teacher_stage(exp: Experiment, data, prefix: str = "teacher") -> None:
     """Build the teacher stage's module (its network as a student of ``teacher.objectives``), so
     an objective that cannot train that network is refused before anything runs; its errors
-    name the teacher's keys."""
+    name the teacher's keys (``prefix``: ``teacher`` or ``teacher.members.<i>``)."""
     try:
         build_module(teacher_stage(exp), data, None)
     except UserError as e:
-        if e.key and e.key.startswith("objectives."):
-            e.key = "teacher." + e.key
+        if e.key and e.key.split(".")[0] in ("objectives", "train"):
+            e.key = f"{prefix}.{e.key}"
         elif e.key and e.key.startswith("student."):
-            e.key = "teacher." + e.key[len("student."):]
+            e.key = f"{prefix}.{e.key[len('student.'):]}"
         raise
 

@@ -15,6 +15,7 @@ def load_weights(net: Tapped, path: str | Path, key: str = "teacher.checkpoint")
     """Load a state dict into ``net.net`` from ``path``: a plain state dict, a dict with
     ``state_dict`` (our teacher files and Lightning checkpoints), with common prefixes removed."""
     p = Path(path)
+    net_key = key.rsplit(".", 1)[0] + ".net"  # teacher.checkpoint -> teacher.net
     if not p.is_file():
         raise UserError(f"checkpoint {str(p)!r} does not exist; train the teacher first or fix the "
                         f"path", key=key)
@@ -38,12 +39,12 @@ def load_weights(net: Tapped, path: str | Path, key: str = "teacher.checkpoint")
         extra = sorted(set(state) - set(own))[:3]
         what = f"missing {', '.join(missing)}" if missing else f"unexpected {', '.join(extra)}"
         raise UserError(f"checkpoint {str(p)!r} does not fit the teacher network (e.g. "
-                        f"{shorten(what)}); check teacher.net", key=key)
+                        f"{shorten(what)}); check {net_key}", key=key)
     bad = [k for k in own if picked[k].shape != own[k].shape]
     if bad:
         raise UserError(f"checkpoint {str(p)!r} does not fit the teacher network: {bad[0]} has "
                         f"shape {tuple(picked[bad[0]].shape)}, the network "
-                        f"{tuple(own[bad[0]].shape)}; check teacher.net", key=key)
+                        f"{tuple(own[bad[0]].shape)}; check {net_key}", key=key)
     broken = next((k for k, v in picked.items()
                    if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if broken is not None:

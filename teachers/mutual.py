@@ -28,6 +28,7 @@ class MutualTeacher(TeacherRole):
     """Co-trained peer (DML): CE on the labels + KL toward the student's prediction."""
 
     trainable = True
+    reported = True
     needs = frozenset({"logits"})
 
     @classmethod

@@ -18,15 +18,20 @@ class TeacherRole(nn.Module):
 
     ``weights``: where the role's network gets its weights. "given": from ``checkpoint:`` or the
     experiment's teacher stage (``train:``), one of them required; "own": the role makes them
-    itself (random initialisation, a copy of the student), and neither may be given.
+    itself (random initialisation, a copy of the student), and neither may be given; "members":
+    the role combines several frozen networks (``members:``), each given its weights that way.
     ``remembers_tasks``: the role holds the model of the previous task (continual objectives
     that distil from it need such a role). A trainable role is optimised with the student, gives
-    its own loss (``loss``) and is evaluated beside it."""
+    its own loss (``loss``). A ``reported`` role is evaluated beside the student, its accuracy a
+    row of its own (a co-trained teacher, an ensemble); ``gives_note`` tells a file whose
+    objective reads an output the role's network does not give what to do."""
 
     trainable: bool = False
+    reported: bool = False
     weights: str = "own"
     remembers_tasks: bool = False
     needs: frozenset[str] = frozenset()  # outputs the role reads itself at every step (its loss)
+    gives_note: str = "add a tap (net.taps) or pick another network"
 
     @classmethod
     def check(cls, spec, continual: bool) -> None:
@@ -34,6 +39,9 @@ class TeacherRole(nn.Module):
         built; ``spec`` is the file's ``teacher:`` section, ``continual`` whether the experiment
         is a task sequence."""
         name = cls.registered_name
+        if spec.members is not None and cls.weights != "members":
+            raise ConfigError("teacher.members", f"a {name} teacher is one network; members are "
+                                                 f"for role: ensemble")
         if cls.weights == "given" and spec.checkpoint and spec.train:
             raise ConfigError("teacher.train", f"a {name} teacher takes `checkpoint:` or `train:`, "
                                                f"not both; remove one")

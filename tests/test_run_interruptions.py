@@ -149,8 +149,44 @@ def test_a_mutual_teacher_killed_mid_training_resumes_to_the_same_numbers(tmp_pa
     metrics = [json.loads((out / run / "metrics.json").read_text()) for out in (whole, broken)]
     for m in metrics:
         m.pop("train_seconds")
-    assert metrics[0] == metrics[1] and "top1_best" in metrics[0]["cotrained_teacher"]
+    assert metrics[0] == metrics[1] and "top1_best" in metrics[0]["teacher_metrics"]
     import torch
 
     kept = torch.load(broken / run / "checkpoints" / "last.ckpt", weights_only=True)
     assert len(kept["teacher_history"]) == 5  # the epochs before the kill included
+
+
+ENSEMBLE = """\
+name: trio
+seeds: [0]
+data: {name: digits, batch_size: 64}
+teacher:
+  role: ensemble
+  combine: probabilities
+  net: {name: mlp, hidden: [48]}
+  train: {epochs: 2, optimizer: {name: sgd, lr: 0.05, momentum: 0.9}}
+  members: [{seed: 0}, {seed: 1}, {seed: 2, weight: 2}]
+student:
+  net: {name: mlp, hidden: [32], dropout: 0.1}
+train: {epochs: 5, optimizer: {name: sgd, lr: 0.05, momentum: 0.9}}
+objectives:
+  - {name: ce}
+  - {name: kd, temperature: 4.0}
+"""
+
+
+def test_a_run_with_an_ensemble_teacher_killed_mid_training_resumes_to_the_same_numbers(
+        tmp_path):
+    """The members' stages (2 epochs, before the kill) are reused, and the student's run resumed
+    from its checkpoint logs the very numbers of an uninterrupted one, the ensemble's own
+    accuracy included."""
+    whole, broken, run = whole_and_resumed(tmp_path, "trio", ENSEMBLE)
+    rows = log_rows(broken / run)
+    assert rows == log_rows(whole / run) and len(rows) == 10
+    assert any(r.get("val/teacher_acc") for r in rows)
+    metrics = [json.loads((out / run / "metrics.json").read_text()) for out in (whole, broken)]
+    for m in metrics:
+        m.pop("train_seconds")
+    assert metrics[0] == metrics[1] and "top1" in metrics[0]["teacher_metrics"]
+    stages = sorted(p.name for p in (broken / "trio").iterdir() if p.name.startswith("teacher"))
+    assert len(stages) == 3

@@ -92,8 +92,24 @@ class ObjectiveSpec(Named):
                                              "(default: the objective's own, mostly 0)")
 
 
+class MemberSpec(Strict):
+    """One frozen member of an ensemble teacher: its network, its weights from ``checkpoint:`` or
+    its own teacher stage (``train:``, ``seed``, ``objectives``), and its ``weight`` in the
+    combination (normalised over members). ``net``, ``train`` and ``objectives`` default to the
+    teacher section's (``net`` then to the student's), so members often differ by seed alone."""
+
+    net: NetSpec | None = None
+    checkpoint: str | None = None
+    train: TrainSpec | None = None
+    seed: Seed = 0
+    objectives: list[ObjectiveSpec] | None = Field(
+        None, min_length=1, description="the member's teacher stage objectives (default: ce)")
+    weight: float = Field(1.0, gt=0, le=1e6)
+
+
 class TeacherSpec(Named):
-    """``role`` picks the teacher role; ``net`` defaults to the student's network."""
+    """``role`` picks the teacher role; ``net`` defaults to the student's network; ``members``:
+    the frozen networks of an ensemble role."""
 
     name: str = Field("frozen", alias="role")
     model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False)
@@ -103,6 +119,14 @@ class TeacherSpec(Named):
     seed: Seed = 0
     objectives: list[ObjectiveSpec] | None = Field(
         None, min_length=1, description="the teacher stage's objectives (default: ce)")
+    members: list[MemberSpec] | None = Field(None, min_length=1, max_length=64)
+
+    def member(self, member: MemberSpec) -> "TeacherSpec":
+        """A member of this ensemble as a frozen teacher of its own: its keys, else this
+        section's (a member from a checkpoint has no stage)."""
+        return TeacherSpec(role="frozen", net=member.net or self.net, checkpoint=member.checkpoint,
+                           train=None if member.checkpoint else member.train or self.train,
+                           seed=member.seed, objectives=member.objectives or self.objectives)
 
 
 class ContinualSpec(Strict):
@@ -148,8 +172,9 @@ class Experiment(Strict):
         """The weights and warm-ups the file leaves out: each objective's own (its authors'
         values), a warm-up at most as long as the training."""
         own_defaults(self.objectives, self.train.epochs)
-        if self.teacher is not None and self.teacher.objectives and self.teacher.train:
-            own_defaults(self.teacher.objectives, self.teacher.train.epochs)
+        for stage in [self.teacher, *(self.teacher.members or [])] if self.teacher else []:
+            if stage.objectives and stage.train:
+                own_defaults(stage.objectives, stage.train.epochs)
         return self
 
 
@@ -228,20 +253,24 @@ def check_named_parts(exp: Experiment) -> list[tuple[tuple, str]]:
     if exp.data.views:
         errors += _registry_check(exp.data.views, registry.augmentations, ("data", "views"))
     errors += _registry_check(exp.student.net, registry.networks, ("student", "net"))
+    stages = [(("teacher",), exp.teacher)] if exp.teacher else []
+    stages += [(("teacher", "members", i), m) for i, m in enumerate(exp.teacher.members or [])
+               ] if exp.teacher else []
     trains = [(("train",), exp.train)]
-    if exp.teacher and exp.teacher.train:
-        trains.append((("teacher", "train"), exp.teacher.train))
+    trains += [(path + ("train",), stage.train) for path, stage in stages if stage.train]
     for path, spec in trains:
         errors += _registry_check(spec.optimizer, registry.optimizers, path + ("optimizer",))
         errors += _registry_check(spec.schedule, registry.schedules, path + ("schedule",))
     if exp.teacher:
         errors += _registry_check(exp.teacher, registry.teachers, ("teacher",))
-        if exp.teacher.net:
-            errors += _registry_check(exp.teacher.net, registry.networks, ("teacher", "net"))
+    for path, stage in stages:
+        if stage.net:
+            errors += _registry_check(stage.net, registry.networks, path + ("net",))
     for i, spec in enumerate(exp.objectives):
         errors += _registry_check(spec, registry.objectives, ("objectives", i))
-    for i, spec in enumerate(exp.teacher.objectives or [] if exp.teacher else []):
-        errors += _registry_check(spec, registry.objectives, ("teacher", "objectives", i))
+    for path, stage in stages:
+        for i, spec in enumerate(stage.objectives or []):
+            errors += _registry_check(spec, registry.objectives, path + ("objectives", i))
     for i, spec in enumerate(exp.evaluate):
         errors += _registry_check(spec, registry.evaluators, ("evaluate", i))
     return errors

@@ -86,9 +86,9 @@ def task_experiment(exp: Experiment, task: int) -> Experiment:
 
 def train_task(exp: Experiment, base: DataModule, tasks: TaskSequence, task: int, seed: int,
                run_dir: Path, label: str, plan: RunPlan,
-               teacher_weights: str | None = None) -> DistillationModule:
+               teacher_weights: list[str | None] | None = None) -> DistillationModule:
     """Task ``task`` from the end of the previous one (or from its own checkpoint);
-    ``teacher_weights``: the teacher stage's weights, for a frozen teacher."""
+    ``teacher_weights``: the teacher stage's weights file (a list of one), for a frozen teacher."""
     exp = task_experiment(exp, task)
     seeded(task_seed(seed, task))
     data = task_data(base, tasks, task, task_seed(seed, task))
@@ -121,7 +121,7 @@ def task_metrics(manifest: Manifest, upto: int) -> dict[str, float]:
 
 def run_sequence(exp: Experiment, variant: str, seed: int, run_dir: Path, plan: RunPlan,
                  record: Callable[[dict[str, float], int], None], say=print,
-                 teacher_weights: str | None = None) -> dict[str, float]:
+                 teacher_weights: list[str | None] | None = None) -> dict[str, float]:
     """Train, evaluate and record every task of one variant x seed; returns the final metrics.
     ``record(metrics, task)`` receives the metrics as they stand after each task (the results
     store's writer)."""

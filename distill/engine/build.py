@@ -20,6 +20,7 @@ from students import build_network
 from students.interpolate import interpolate_init
 from students.taps import Tapped
 from teachers.checkpoint import load_weights
+from teachers.ensemble import Ensemble
 from teachers.role import TeacherRole
 
 
@@ -103,33 +104,75 @@ def teacher_net_spec(exp: Experiment) -> NetSpec:
     return exp.teacher.net or exp.student.net
 
 
-def build_teacher(exp: Experiment, data: DataModule, weights: str | None) -> TeacherRole | None:
-    """The teacher role with its weights: ``teacher.checkpoint``, else ``weights`` (the file of the
-    experiment's teacher stage), else the network's initialisation (random role)."""
+def teacher_parts(exp: Experiment) -> list[tuple[str, Experiment]]:
+    """The teacher's networks, each as (key prefix, the experiment with that network as its
+    teacher): the teacher itself, or each member of an ensemble as a frozen teacher of its own
+    (its stage and weights found like any teacher's)."""
+    if exp.teacher is None:
+        return []
+    if not exp.teacher.members:
+        return [("teacher", exp)]
+    return [(f"teacher.members.{i}", exp.model_copy(update={"teacher": exp.teacher.member(m)}))
+            for i, m in enumerate(exp.teacher.members)]
+
+
+def build_teacher(exp: Experiment, data: DataModule,
+                  weights: list[str | None] | None) -> TeacherRole | None:
+    """The teacher role with its weights. Each of its networks (:func:`teacher_parts`) loads its
+    ``checkpoint``, else its entry of ``weights`` (the file of its teacher stage), else keeps its
+    initialisation (random role, validation)."""
     if exp.teacher is None:
         return None
     role = teachers.get(exp.teacher.name, "teacher.role").target
     role.check(exp.teacher, continual=exp.continual is not None)
-    net = build_net(teacher_net_spec(exp), data, "teacher.net")
-    path = exp.teacher.checkpoint or weights
-    if path:
-        key = "teacher.checkpoint" if exp.teacher.checkpoint else "teacher.train"
-        with user_values(key):
-            load_weights(net, path, key)
+    nets = []
+    for i, (prefix, part) in enumerate(teacher_parts(exp)):
+        net = build_net(teacher_net_spec(part), data, f"{prefix}.net")
+        path = part.teacher.checkpoint or (weights[i] if weights else None)
+        if path:
+            key = f"{prefix}.checkpoint" if part.teacher.checkpoint else f"{prefix}.train"
+            with user_values(key):
+                load_weights(net, path, key)
+        nets.append(net)
+    if exp.teacher.members:
+        if data.kind.name != "classification":
+            raise ConfigError("teacher.role", f"an ensemble teacher combines class scores; this "
+                                              f"dataset is a {data.kind.name} set: use one teacher")
+        shapes = [tuple(data.kind.probe(net, data).logits.shape[1:]) for net in nets]
+        odd = next((i for i, shape in enumerate(shapes) if shape != shapes[0]), None)
+        if odd is not None:
+            raise ConfigError(f"teacher.members.{odd}.net",
+                              f"gives scores of shape {shapes[odd]}, member 0 {shapes[0]}; the "
+                              f"members must score the same classes")
+        network = Ensemble(nets, [m.weight for m in exp.teacher.members])
+    else:
+        network = nets[0]
     with user_values("teacher"):
-        return role(network=net, **exp.teacher.params())
+        return role(network=network, **exp.teacher.params())
+
+
+def single_teacher_file(exp: Experiment, weights: list[str | None] | None) -> str | None:
+    """The weights file of a teacher that is one trained network (objectives cache what they
+    derive from it beside it); None for an ensemble or a teacher without one."""
+    parts = teacher_parts(exp)
+    if len(parts) != 1 or exp.teacher.members:
+        return None
+    return parts[0][1].teacher.checkpoint or (weights[0] if weights else None)
 
 
 def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
-                 task: int = 0, teacher_weights: str | None = None,
+                 task: int = 0, teacher_weights: list[str | None] | None = None,
                  tasks=None) -> DistillationModule:
     """Student, objectives bound to both networks' outputs, and the module around them.
-    ``teacher_weights`` is the teacher stage's weights file (as for :func:`build_teacher`);
+    ``teacher_weights``: the teacher stages' weights files (as for :func:`build_teacher`);
     ``tasks`` the continual TaskSequence and ``task`` the index of the task to train."""
     student = build_net(exp.student.net, data, "student.net")
     if exp.student.init.from_ == "teacher":
         if teacher is None:
             raise ConfigError("student.init", "init from: teacher needs a `teacher:` section")
+        if exp.teacher.members:
+            raise ConfigError("student.init", "an ensemble teacher has no one network to start "
+                                              "from; use from: random or a single teacher")
         interpolate_init(student, teacher.network, exp.student.init.alpha)
     if teacher is not None:
         if teacher.trainable and (data.kind.name != "classification" or not exp.data.labels):
@@ -139,7 +182,7 @@ def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
         teacher.track(teacher.network, student)
     s_out = data.kind.probe(student, data)
     t_out = data.kind.probe(teacher, data) if teacher is not None else None
-    weights = (exp.teacher.checkpoint or teacher_weights) if exp.teacher is not None else None
+    weights = single_teacher_file(exp, teacher_weights)
     terms, seen = [], {}
     for i, spec in enumerate(exp.objectives):
         key = f"objectives.{i}"

@@ -67,10 +67,10 @@ class DistillationModule(L.LightningModule):
         self.uses_views = any(t.objective.uses_views for t in terms)
         self.teacher_cache: TeacherCache | None = None
         self.history: list[float] = []
-        # a co-trained teacher is evaluated beside the student (classification accuracy)
-        self.cotrained = teacher is not None and teacher.trainable
-        self.teacher_acc = (MulticlassAccuracy(num_classes, average="micro") if self.cotrained
-                            else None)
+        # a reported teacher (co-trained, ensemble) is evaluated beside the student (accuracy)
+        self.reports_teacher = teacher is not None and teacher.reported
+        self.teacher_acc = (MulticlassAccuracy(num_classes, average="micro")
+                            if self.reports_teacher else None)
         self.teacher_history: list[float] = []
         self.resumed_rng: dict | None = None  # the generators' state in the checkpoint resumed from
 
@@ -181,12 +181,12 @@ class DistillationModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         self.kind.validation_step(self, batch)
-        if self.cotrained:
+        if self.reports_teacher:
             self.teacher_acc.update(self.teacher(batch[0]).logits, batch[1])
 
     def on_validation_epoch_end(self):
         values = self.kind.validation_end(self)
-        if self.cotrained:
+        if self.reports_teacher:
             values["teacher_acc"] = round(self.teacher_acc.compute().item() * 100, 4)
             self.teacher_acc.reset()
             if not self.trainer.sanity_checking:

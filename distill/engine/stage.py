@@ -191,13 +191,14 @@ def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> 
         **trainer_args)
 
 
-COTRAINED = "cotrained_teacher"  # metrics.json key of a co-trained teacher's own metrics
+TEACHER_METRICS = "teacher_metrics"  # metrics.json key of a reported teacher's own metrics
 
 
 def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
-        teacher_weights: str | None = None) -> tuple[dict, DistillationModule]:
-    """Train one stage in ``run_dir``; returns its metrics (also written to metrics.json) and the
-    trained module."""
+        teacher_weights: list[str | None] | None = None) -> tuple[dict, DistillationModule]:
+    """Train one stage in ``run_dir`` (``teacher_weights``: one file per teacher network, see
+    :func:`build_teacher`); returns its metrics (also written to metrics.json) and the trained
+    module."""
     torch.set_num_threads(exp.threads)
     seeded(seed)
     data = build_data(exp, seed)
@@ -214,8 +215,8 @@ def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     history = module.history
     metrics = module.kind.results(module, data, history)
-    if module.teacher_history:  # a co-trained teacher: its own accuracy, a row of its own
-        metrics[COTRAINED] = {"top1": module.teacher_history[-1],
+    if module.teacher_history:  # a reported teacher: its own accuracy, a row of its own
+        metrics[TEACHER_METRICS] = {"top1": module.teacher_history[-1],
                               "top1_best": max(module.teacher_history)}
     for objective in module.objectives:
         metrics.update(objective.summary())

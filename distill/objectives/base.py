@@ -61,9 +61,11 @@ class Objective(nn.Module, Callback):
                                            f"`teacher:` section or remove this objective")
             missing = sorted(set(needs) - (out.available() if out is not None else set()))
             if missing:
+                note = (ctx.teacher_role.gives_note if who == "teacher" and ctx.teacher_role
+                        else "add a tap (net.taps) or pick another network")
                 raise ConfigError(ctx.key, f"{self.registered_name} needs the {who}'s "
                                            f"{', '.join(missing)}, which its network does not give;"
-                                           f" add a tap (net.taps) or pick another network")
+                                           f" {note}")
 
     @classmethod
     def reads_teacher(cls, params: dict) -> bool:

@@ -2,7 +2,9 @@
 variant per column marked, the difference to a baseline variant; and its renderers (rich,
 Markdown, CSV, JSON, LaTeX).
 
-The ``teacher`` variant is a reference row: shown apart, never the baseline, never marked best.
+The teacher stages (``teacher``, and ``teacher-<hash>`` for other teachers of the same file, e.g.
+an ensemble's members) are reference rows: shown first, never the baseline, never marked best.
+A variant's own teacher (co-trained, or an ensemble) is shown right after it, never marked best.
 For continual runs each (variant, seed, metric) contributes its value after the final task.
 """
 from __future__ import annotations
@@ -23,14 +25,19 @@ from distill.registry import nearest
 TEACHER = "teacher"
 
 
-def cotrained_row(variant: str) -> str:
-    """The row of a variant's co-trained teacher (mutual learning), shown right after it; a
-    teacher's network, so never marked best and never the baseline."""
+def teacher_row(variant: str) -> str:
+    """The row of a variant's own teacher (a co-trained peer, an ensemble), shown right after it;
+    a teacher, so never marked best and never the baseline."""
     return f"{variant}:teacher"
 
 
-def is_cotrained(row: str) -> bool:
+def is_teacher_row(row: str) -> bool:
     return row.endswith(":teacher")
+
+
+def is_reference(row: str) -> bool:
+    """A teacher stage's row: ``teacher`` or ``teacher-<hash>`` (variant names cannot be these)."""
+    return row == TEACHER or row.startswith(TEACHER + "-")
 
 LOWER_IS_BETTER = ("forgetting", "loss", "error", "latency")
 DASH = "—"
@@ -87,14 +94,15 @@ class Cell:
 
 @dataclass
 class MethodTable:
-    """Variants x metrics. ``variants`` are the compared rows in display order (the teacher is not
-    one of them); ``cells[variant][metric]`` holds every row's values, the teacher's included."""
+    """Variants x metrics. ``variants`` are the compared rows in display order, ``references``
+    the teacher stages' rows shown above them; ``cells[row][metric]`` holds every row's values."""
 
     metrics: list[str]
     variants: list[str]
     cells: dict[str, dict[str, Cell]]
     baseline: str | None
     notes: dict[str, str] = field(default_factory=dict)
+    references: list[str] = field(default_factory=list)
 
     @classmethod
     def from_rows(cls, rows: list[dict], metrics: list[str] | None = None,
@@ -129,25 +137,28 @@ class MethodTable:
                 per_variant = cells.setdefault(variant, {})
                 previous = per_variant.get(metric, Cell(()))
                 per_variant[metric] = Cell(previous.values + (row["value"],))
-        students = [name for name in cells if name != TEACHER]
-        ordered = [row for name in (order or []) for row in (name, cotrained_row(name))
+        students = [name for name in cells if not is_reference(name)]
+        ordered = [row for name in (order or []) for row in (name, teacher_row(name))
                    if row in students]
         variants = ordered + sorted(set(students) - set(ordered))
         if baseline is not None and baseline not in variants:
-            why = ("the teacher is the reference row, never the baseline" if baseline == TEACHER
+            why = ("a teacher is a reference row, never the baseline" if is_reference(baseline)
                    else f"no variant {baseline!r} in the results{nearest(baseline, variants)}")
             raise UserError(f"baseline: {why}; variants: {', '.join(variants)}")
-        if baseline is not None and is_cotrained(baseline):
-            raise UserError(f"baseline: {baseline!r} is a co-trained teacher, never the baseline; "
-                            f"variants: {', '.join(v for v in variants if not is_cotrained(v))}")
-        baseline = baseline or (variants[0] if variants else None)
+        if baseline is not None and is_teacher_row(baseline):
+            raise UserError(f"baseline: {baseline!r} is a variant's teacher, never the baseline; "
+                            f"variants: {', '.join(v for v in variants if not is_teacher_row(v))}")
+        baseline = baseline or next((v for v in variants if not is_teacher_row(v)), None)
+        references = sorted((name for name in cells if is_reference(name)),
+                            key=lambda name: (name != TEACHER, name))
         return cls(metrics, variants, cells, baseline,
-                   {metric: text for metric, text in (notes or {}).items() if metric in metrics})
+                   {metric: text for metric, text in (notes or {}).items() if metric in metrics},
+                   references)
 
     @property
     def shown(self) -> list[str]:
-        """Every row in display order: the teacher (when present) first, then the variants."""
-        return ([TEACHER] if TEACHER in self.cells else []) + self.variants
+        """Every row in display order: the teachers (when present) first, then the variants."""
+        return self.references + self.variants
 
     def cell(self, variant: str, metric: str) -> Cell | None:
         return self.cells[variant].get(metric)
@@ -157,7 +168,7 @@ class MethodTable:
         or co-trained; none for a count)."""
         if is_count(metric):
             return set()
-        means = {variant: cell.mean for variant in self.variants if not is_cotrained(variant)
+        means = {variant: cell.mean for variant in self.variants if not is_teacher_row(variant)
                  and (cell := self.cell(variant, metric)) and not math.isnan(cell.mean)}
         if not means:
             return set()
@@ -173,8 +184,14 @@ class MethodTable:
         return cell.mean - reference.mean if cell and reference else None
 
     def role(self, variant: str) -> str:
-        """'reference' for the teacher, 'baseline' for the baseline, '' otherwise."""
-        return {TEACHER: "reference", self.baseline: "baseline"}.get(variant, "")
+        """'reference' for a teacher stage, 'baseline' for the baseline, '' otherwise."""
+        if variant in self.references:
+            return "reference"
+        return "baseline" if variant == self.baseline else ""
+
+    def last_reference(self, row: str) -> bool:
+        """Whether a rule goes below ``row``: the last teacher stage's row."""
+        return bool(self.references) and row == self.references[-1]
 
     def label(self, variant: str) -> str:
         """The row label, e.g. ``teacher (reference)`` or ``kd (baseline)``."""
@@ -238,14 +255,14 @@ def text_rows(table: MethodTable, strong=plain, escape=plain) -> list[list[str]]
 
 
 def render_rich(table: MethodTable) -> Table:
-    """A rich table for the terminal: best cells in bold with a ★, the teacher row set apart."""
+    """A rich table for the terminal: best cells in bold with a ★, the teacher rows set apart."""
     out = Table(caption=markup_escape(table.caption()), caption_justify="left")
     for position, title in enumerate(titles(table, markup_escape)):
         out.add_column(title, justify="left" if position == 0 else "right")
     body = text_rows(table, strong=lambda text: f"[bold]{text} ★[/bold]", escape=markup_escape)
     for variant, row in zip(table.shown, body):
-        out.add_row(*row, style="dim" if variant == TEACHER else None)
-        if variant == TEACHER:
+        out.add_row(*row, style="dim" if variant in table.references else None)
+        if table.last_reference(variant):
             out.add_section()
     return out
 
@@ -265,7 +282,7 @@ def to_markdown(table: MethodTable) -> str:
 
 def to_latex(table: MethodTable) -> str:
     """A LaTeX table (needs ``booktabs``): best cells in ``\\textbf{}``, the caption with the
-    notes, the teacher row above a rule."""
+    notes, the teacher rows above a rule."""
     def line(cells: list[str]) -> str:
         return " & ".join(cells) + r" \\"
 
@@ -275,7 +292,7 @@ def to_latex(table: MethodTable) -> str:
     body = text_rows(table, strong=lambda text: rf"\textbf{{{text}}}", escape=latex)
     for variant, row in zip(table.shown, body):
         lines.append(line(row))
-        if variant == TEACHER:
+        if table.last_reference(variant):
             lines.append(r"\midrule")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
