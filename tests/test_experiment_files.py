@@ -52,6 +52,11 @@ def test_every_baseline_of_the_anchor_table_trains_on_real_format_files(tmp_path
             "--set", "data.batch_size=8", "--set", "threads=1"]
     assert main(args + data_overrides(path, tmp_path)) == 0, capsys.readouterr().err
     folder = out / "_fast" / "cifar100-baselines"
-    for variant in ("ce-only", "kd", "fitnet", "at", "rkd", "crd", "dkd", "kd++"):
+    for variant in ("ce-only", "kd", "fitnet", "at", "rkd", "crd", "dkd", "kd++", "mutual",
+                    "ensemble"):
         metrics = json.loads((folder / variant / "seed0" / "metrics.json").read_text())
         assert 0 <= metrics["top1"] <= 100, variant
+        if variant in ("mutual", "ensemble"):  # its teacher's accuracy, a row of its own
+            assert 0 <= metrics["teacher_metrics"]["top1"] <= 100, variant
+    stages = [p.name for p in folder.iterdir() if p.name.startswith("teacher")]
+    assert len(stages) == 3  # the frozen teacher is the ensemble's first member

@@ -142,18 +142,26 @@ objectives:
 def test_a_mutual_teacher_killed_mid_training_resumes_to_the_same_numbers(tmp_path):
     """The co-trained teacher's weights, optimiser state and accuracy history come back from the
     checkpoint: every logged number (its own included) equals an uninterrupted run's."""
-    whole, broken, run = whole_and_resumed(tmp_path, "dml", MUTUAL)
+    run, metrics = teacher_resumed_alike(tmp_path, "dml", MUTUAL)
+    assert "top1_best" in metrics["teacher_metrics"]
+    import torch
+
+    kept = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert len(kept["teacher_history"]) == 5  # the epochs before the kill included
+
+
+def teacher_resumed_alike(tmp_path: Path, name: str, text: str) -> tuple[Path, dict]:
+    """:func:`whole_and_resumed` for a run whose teacher is reported: every logged number (the
+    teacher's accuracy included) and the metrics (time aside) equal the uninterrupted run's;
+    returns the resumed run's folder and metrics."""
+    whole, broken, run = whole_and_resumed(tmp_path, name, text)
     rows = log_rows(broken / run)
-    assert rows == log_rows(whole / run)
-    assert any(r.get("val/teacher_acc") for r in rows)
+    assert rows == log_rows(whole / run) and any(r.get("val/teacher_acc") for r in rows)
     metrics = [json.loads((out / run / "metrics.json").read_text()) for out in (whole, broken)]
     for m in metrics:
         m.pop("train_seconds")
-    assert metrics[0] == metrics[1] and "top1_best" in metrics[0]["teacher_metrics"]
-    import torch
-
-    kept = torch.load(broken / run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert len(kept["teacher_history"]) == 5  # the epochs before the kill included
+    assert metrics[0] == metrics[1]
+    return broken / run, metrics[1]
 
 
 ENSEMBLE = """\
@@ -180,13 +188,7 @@ def test_a_run_with_an_ensemble_teacher_killed_mid_training_resumes_to_the_same_
     """The members' stages (2 epochs, before the kill) are reused, and the student's run resumed
     from its checkpoint logs the very numbers of an uninterrupted one, the ensemble's own
     accuracy included."""
-    whole, broken, run = whole_and_resumed(tmp_path, "trio", ENSEMBLE)
-    rows = log_rows(broken / run)
-    assert rows == log_rows(whole / run) and len(rows) == 10
-    assert any(r.get("val/teacher_acc") for r in rows)
-    metrics = [json.loads((out / run / "metrics.json").read_text()) for out in (whole, broken)]
-    for m in metrics:
-        m.pop("train_seconds")
-    assert metrics[0] == metrics[1] and "top1" in metrics[0]["teacher_metrics"]
-    stages = sorted(p.name for p in (broken / "trio").iterdir() if p.name.startswith("teacher"))
+    run, metrics = teacher_resumed_alike(tmp_path, "trio", ENSEMBLE)
+    assert len(log_rows(run)) == 10 and "top1" in metrics["teacher_metrics"]
+    stages = [p.name for p in run.parents[1].iterdir() if p.name.startswith("teacher")]
     assert len(stages) == 3

@@ -92,33 +92,32 @@ class ObjectiveSpec(Named):
                                              "(default: the objective's own, mostly 0)")
 
 
-class MemberSpec(Strict):
-    """One frozen member of an ensemble teacher: its network, its weights from ``checkpoint:`` or
-    its own teacher stage (``train:``, ``seed``, ``objectives``), and its ``weight`` in the
-    combination (normalised over members). ``net``, ``train`` and ``objectives`` default to the
-    teacher section's (``net`` then to the student's), so members often differ by seed alone."""
+class TeacherNetwork(BaseModel):
+    """A teacher's network and where its weights come from: ``checkpoint`` (a file), or its
+    teacher stage (``train``, ``seed``, ``objectives``: trained on the labels, then frozen)."""
 
-    net: NetSpec | None = None
-    checkpoint: str | None = None
-    train: TrainSpec | None = None
-    seed: Seed = 0
-    objectives: list[ObjectiveSpec] | None = Field(
-        None, min_length=1, description="the member's teacher stage objectives (default: ce)")
-    weight: float = Field(1.0, gt=0, le=1e6)
-
-
-class TeacherSpec(Named):
-    """``role`` picks the teacher role; ``net`` defaults to the student's network; ``members``:
-    the frozen networks of an ensemble role."""
-
-    name: str = Field("frozen", alias="role")
-    model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False)
     net: NetSpec | None = None
     checkpoint: str | None = None
     train: TrainSpec | None = None
     seed: Seed = 0
     objectives: list[ObjectiveSpec] | None = Field(
         None, min_length=1, description="the teacher stage's objectives (default: ce)")
+
+
+class MemberSpec(TeacherNetwork, Strict):
+    """One frozen member of an ensemble teacher, and its ``weight`` in the combination
+    (normalised over members). ``net``, ``train`` and ``objectives`` default to the teacher
+    section's (``net`` then to the student's), so members often differ by seed alone."""
+
+    weight: float = Field(1.0, gt=0, le=1e6)
+
+
+class TeacherSpec(TeacherNetwork, Named):
+    """``role`` picks the teacher role; ``net`` defaults to the student's network; ``members``:
+    the frozen networks of an ensemble role."""
+
+    name: str = Field("frozen", alias="role")
+    model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False)
     members: list[MemberSpec] | None = Field(None, min_length=1, max_length=64)
 
     def member(self, member: MemberSpec) -> "TeacherSpec":
