@@ -32,6 +32,21 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _fraction(flag: str):
+    """A number strictly between 0 and 1 for ``flag`` (a confidence level, a significance level)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not 0 < value < 1:
+            raise argparse.ArgumentTypeError(f"{flag} takes a number between 0 and 1 (e.g. "
+                                             f"{'0.95' if flag == '--ci' else '0.05'}), got "
+                                             f"{shorten(text)}")
+        return value
+    return parse
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Usage errors as one line on stderr (``distill: message; see `distill run --help```),
     exit 2."""
@@ -88,15 +103,17 @@ def cmd_compare(args) -> int:
                         file=args.dir)
     if not target.is_dir():
         raise UserError("is a file; give the output root (runs) or runs/<name>", file=args.dir)
-    _print_table(Path(args.dir), args.format, args.metric, baseline=args.baseline)
+    _print_table(Path(args.dir), args.format, args.metric, baseline=args.baseline,
+                 level=args.ci, alpha=args.paired)
     return 0
 
 
 def _print_table(target: Path, fmt: str, metrics, baseline=None, order=None,
-                 baseline_if_present=False) -> None:
+                 baseline_if_present=False, level=None, alpha=None) -> None:
     from distill.results.report import comparison
 
-    text_or_table = comparison(target, fmt, metrics, baseline, order, baseline_if_present)
+    text_or_table = comparison(target, fmt, metrics, baseline, order, baseline_if_present,
+                               level=level, alpha=alpha)
     if fmt == "table":
         from rich.console import Console
         Console(width=None if sys.stdout.isatty() else 120).print(text_or_table)
@@ -210,6 +227,13 @@ def parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--format", choices=FORMATS, default="table")
     cmp_.add_argument("--metric", action="append", help="only this metric (repeatable)")
     cmp_.add_argument("--baseline", help="variant the differences are taken to")
+    cmp_.add_argument("--ci", nargs="?", const=0.95, type=_fraction("--ci"), metavar="LEVEL",
+                      help="show each cell's confidence interval (t-distribution over seeds; "
+                           "default level 0.95) instead of its std")
+    cmp_.add_argument("--paired", nargs="?", const=0.05, type=_fraction("--paired"),
+                      metavar="ALPHA", help="test each difference to the baseline with a paired "
+                                            "t-test over the shared seeds; mark those not "
+                                            "significant at ALPHA (default 0.05)")
     cmp_.set_defaults(func=cmd_compare)
 
     lst = sub.add_parser("list", help="every registered objective, teacher role, network, dataset")

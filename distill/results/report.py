@@ -76,10 +76,12 @@ def _variant_order(exp_dir: Path) -> list[str] | None:
 
 def comparison(target: Path, fmt: str = "table", metrics: list[str] | None = None,
                baseline: str | None = None, order: list[str] | None = None,
-               baseline_if_present: bool = False):
+               baseline_if_present: bool = False, level: float | None = None,
+               alpha: float | None = None):
     """The rendered table(s): a rich Table for ``table``, text for the other formats.
     ``baseline_if_present``: fall back to the default baseline when ``baseline`` has no results
-    (after a run of some variants only)."""
+    (after a run of some variants only); ``level``, ``alpha``: the statistics of
+    :meth:`MethodTable.from_rows`."""
     store, experiments = _locate(target)
     if not experiments:
         raise UserError(f"{target}: the results store holds no results yet; run an experiment "
@@ -98,7 +100,7 @@ def comparison(target: Path, fmt: str = "table", metrics: list[str] | None = Non
         if fmt == "table" and not metrics and summary is not None:
             shown = list(summary)
         table = MethodTable.from_rows(rows, shown, baseline, order or _variant_order(exp_dir),
-                                      notes=METRIC_NOTES)
+                                      notes=METRIC_NOTES, level=level, alpha=alpha)
         rendered.append((name, RENDER[fmt](table)))
     if fmt == "table":
         from rich.console import Group

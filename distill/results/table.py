@@ -21,6 +21,8 @@ from rich.table import Table
 
 from distill.errors import UserError
 from distill.registry import nearest
+from distill.results.statistics import (MIN_PAIRS, PairedTest, confidence_half_width,
+                                        paired_test)
 
 TEACHER = "teacher"
 
@@ -74,9 +76,10 @@ def metric_order(metric: str) -> tuple:
 
 @dataclass(frozen=True)
 class Cell:
-    """One variant's values of one metric, one per seed."""
+    """One variant's values of one metric, one per seed (``seeds``, in the same order)."""
 
     values: tuple[float, ...]
+    seeds: tuple[int, ...] = ()
 
     @property
     def n(self) -> int:
@@ -91,6 +94,9 @@ class Cell:
         """Sample standard deviation (ddof=1); None for a single seed."""
         return float(np.std(self.values, ddof=1)) if self.n > 1 else None
 
+    def by_seed(self) -> dict[int, float]:
+        return dict(zip(self.seeds, self.values))
+
 
 @dataclass
 class MethodTable:
@@ -103,17 +109,22 @@ class MethodTable:
     baseline: str | None
     notes: dict[str, str] = field(default_factory=dict)
     references: list[str] = field(default_factory=list)
+    level: float | None = None  # cells show this confidence interval instead of the std
+    alpha: float | None = None  # differences to the baseline are tested at this level
 
     @classmethod
     def from_rows(cls, rows: list[dict], metrics: list[str] | None = None,
                   baseline: str | None = None, order: list[str] | None = None,
-                  notes: dict[str, str] | None = None) -> "MethodTable":
+                  notes: dict[str, str] | None = None, level: float | None = None,
+                  alpha: float | None = None) -> "MethodTable":
         """Build the table from results-store rows of one experiment.
 
         ``metrics``: the columns (default: every metric, in :func:`metric_order`); ``order``: the variants shown
         first, in this order (the others follow alphabetically); ``baseline``: the variant the
         differences are taken to (default: the first shown); ``notes``: metric definitions for the
-        caption (those of the metrics shown are kept).
+        caption (those of the metrics shown are kept); ``level``: show each cell's confidence
+        interval at this level (e.g. 0.95) instead of its std; ``alpha``: test each difference
+        to the baseline with a paired t-test over the shared seeds at this level (e.g. 0.05).
         """
         if not rows:
             raise UserError("no results to compare; run `distill run` first")
@@ -136,7 +147,8 @@ class MethodTable:
             if metric in metrics:
                 per_variant = cells.setdefault(variant, {})
                 previous = per_variant.get(metric, Cell(()))
-                per_variant[metric] = Cell(previous.values + (row["value"],))
+                per_variant[metric] = Cell(previous.values + (row["value"],),
+                                           previous.seeds + (seed,))
         students = [name for name in cells if not is_reference(name)]
         ordered = [row for name in (order or []) for row in (name, teacher_row(name))
                    if row in students]
@@ -153,7 +165,7 @@ class MethodTable:
                             key=lambda name: (name != TEACHER, name))
         return cls(metrics, variants, cells, baseline,
                    {metric: text for metric, text in (notes or {}).items() if metric in metrics},
-                   references)
+                   references, level, alpha)
 
     @property
     def shown(self) -> list[str]:
@@ -183,6 +195,20 @@ class MethodTable:
         cell, reference = self.cell(variant, metric), self.cell(self.baseline, metric)
         return cell.mean - reference.mean if cell and reference else None
 
+    def test(self, variant: str, metric: str) -> PairedTest | None:
+        """The paired t-test of ``variant`` against the baseline over their shared seeds, when
+        the table tests (``alpha``) and the row has a difference; a teacher stage's row (its
+        seed is not a student's) is not tested."""
+        if (self.alpha is None or variant in self.references
+                or self.delta(variant, metric) is None):
+            return None
+        return paired_test(self.cell(variant, metric).by_seed(),
+                           self.cell(self.baseline, metric).by_seed())
+
+    def spread(self, cell: Cell) -> float | None:
+        """What follows ± in a cell: the confidence interval's half-width, or the std."""
+        return cell.std if self.level is None else confidence_half_width(cell.values, self.level)
+
     def role(self, variant: str) -> str:
         """'reference' for a teacher stage, 'baseline' for the baseline, '' otherwise."""
         if variant in self.references:
@@ -200,10 +226,18 @@ class MethodTable:
 
     def caption(self) -> str:
         """What the cells mean, then the metric definitions from ``notes``."""
-        parts = ["Mean ± sample std over seeds (n = number of seeds); best per column marked; "
+        spread = ("sample std" if self.level is None else
+                  f"half-width of the {self.level:.0%} confidence interval (t-distribution, "
+                  f"n - 1 degrees of freedom)")
+        parts = [f"Mean ± {spread} over seeds (n = number of seeds); best per column marked; "
                  "↑ higher is better, ↓ lower is better"]
         if self.baseline:
             parts[0] += f"; Δ = difference of means to {self.baseline}"
+        if self.baseline and self.alpha is not None:
+            parts.append(f"Each Δ is tested by a paired t-test over the seeds the row shares "
+                         f"with {self.baseline} (same seed: same data order and initialisation), "
+                         f"two-sided: ns = not significant at p < {self.alpha:g}; n<{MIN_PAIRS} "
+                         f"= fewer than {MIN_PAIRS} shared seeds, not tested")
         parts += [f"{metric}: {text.rstrip('.')}" for metric, text in self.notes.items()]
         return ". ".join(parts) + "."
 
@@ -226,17 +260,27 @@ def titles(table: MethodTable, escape=plain) -> list[str]:
                                                                         else 2]]
 
 
-def cell_text(cell: Cell | None, strong=plain, escape=plain) -> str:
-    """``74.12 ± 0.31 (n=3)``; ``strong`` wraps the mean ± std of a best cell, ``escape`` quotes
-    text for the output format."""
+def cell_text(cell: Cell | None, spread: float | None, strong=plain, escape=plain) -> str:
+    """``74.12 ± 0.31 (n=3)`` (``spread``: the std or an interval's half-width); ``strong`` wraps
+    the mean ± spread of a best cell, ``escape`` quotes text for the output format."""
     if cell is None:
         return escape(DASH)
-    spread = DASH if cell.std is None else f"{cell.std:.2f}"
-    return strong(escape(f"{cell.mean:.2f} ± {spread}")) + escape(f" (n={cell.n})")
+    shown = DASH if spread is None else f"{spread:.2f}"
+    return strong(escape(f"{cell.mean:.2f} ± {shown}")) + escape(f" (n={cell.n})")
 
 
-def delta_text(delta: float | None) -> str:
-    return DASH if delta is None else f"{delta:+.2f}"
+def delta_text(delta: float | None, test: PairedTest | None = None,
+               alpha: float | None = None) -> str:
+    """``+1.23``; marked ``ns`` when its paired test is not significant at ``alpha``, ``n<3``
+    when too few seeds are shared to test."""
+    if delta is None:
+        return DASH
+    text = f"{delta:+.2f}"
+    if test is not None and test.p is None:
+        return f"{text} n<{MIN_PAIRS}"
+    if test is not None and not test.significant(alpha):
+        return f"{text} ns"
+    return text
 
 
 def text_rows(table: MethodTable, strong=plain, escape=plain) -> list[list[str]]:
@@ -247,9 +291,11 @@ def text_rows(table: MethodTable, strong=plain, escape=plain) -> list[list[str]]
         row = [escape(table.label(variant))]
         for metric in table.metrics:
             mark = strong if variant in best[metric] else plain
-            row.append(cell_text(table.cell(variant, metric), mark, escape))
+            cell = table.cell(variant, metric)
+            row.append(cell_text(cell, table.spread(cell) if cell else None, mark, escape))
             if not is_count(metric):
-                row.append(escape(delta_text(table.delta(variant, metric))))
+                row.append(escape(delta_text(table.delta(variant, metric),
+                                             table.test(variant, metric), table.alpha)))
         rows.append(row)
     return rows
 
@@ -311,48 +357,66 @@ def latex(text: str) -> str:
 
 
 def number(value: float | None) -> float | None:
-    """``value`` for machine-readable output: None for missing or NaN."""
-    return None if value is None or math.isnan(value) else value
+    """``value`` for machine-readable output: None for missing, NaN or infinite."""
+    return None if value is None or not math.isfinite(value) else value
+
+
+def record_fields(table: MethodTable) -> tuple[str, ...]:
+    """The numbers of each metric in machine-readable output: mean, std, n, best, delta, and
+    with the statistics asked for, ``ci`` (the interval's half-width) and the paired test's
+    ``pairs``, ``t``, ``p`` and ``significant``."""
+    return (("mean", "std", "n", "best", "delta") + (("ci",) if table.level is not None else ())
+            + (("pairs", "t", "p", "significant") if table.alpha is not None else ()))
 
 
 def records(table: MethodTable) -> list[dict]:
-    """One record per row, full precision: variant, role, and per metric a dict of mean, std, n,
-    best and delta."""
+    """One record per row, full precision: variant, role, and per metric a dict of
+    :func:`record_fields`."""
     out = []
     for variant in table.shown:
         record = {"variant": variant, "role": table.role(variant)}
         for metric in table.metrics:
             cell = table.cell(variant, metric)
-            record[metric] = {
+            test = table.test(variant, metric)
+            values = {
                 "mean": number(cell.mean) if cell else None,
                 "std": number(cell.std) if cell else None,
                 "n": cell.n if cell else 0,
                 "best": variant in table.best(metric),
                 "delta": number(table.delta(variant, metric)),
+                "ci": number(table.spread(cell)) if cell and table.level is not None else None,
+                "pairs": test.n if test else None,
+                "t": number(test.t) if test and test.t is not None else None,
+                "p": test.p if test else None,
+                "significant": test.significant(table.alpha) if test else None,
             }
+            record[metric] = {name: values[name] for name in record_fields(table)}
         out.append(record)
     return out
 
 
 def to_json(table: MethodTable) -> str:
-    """``{"metrics", "baseline", "notes", "rows"}``; each row holds per metric mean, std (null for
-    one seed), n, best and delta (to the baseline)."""
+    """``{"metrics", "baseline", "notes", "rows"}`` (and ``level``, ``alpha`` when set); each row
+    holds per metric the numbers of :func:`record_fields` (null where missing, e.g. the std of one
+    seed)."""
     document = {"metrics": table.metrics, "baseline": table.baseline, "notes": table.notes,
                 "rows": records(table)}
+    document.update({k: v for k, v in (("level", table.level), ("alpha", table.alpha))
+                     if v is not None})
     return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def to_csv(table: MethodTable) -> str:
-    """One line per row: ``variant, role``, then ``<metric>_mean, _std, _n, _is_best, _delta`` per
-    metric, full precision (empty when missing)."""
-    fields = ("mean", "std", "n", "best", "delta")
+    """One line per row: ``variant, role``, then ``<metric>_<field>`` for the :func:`record_fields` of
+    each metric (``is_best`` for best), full precision (empty when missing)."""
+    names = record_fields(table)
     column = {"best": "is_best"}  # so that e.g. top1's flag is not read as the metric top1_best
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["variant", "role"] + [f"{m}_{column.get(f, f)}" for m in table.metrics
-                                           for f in fields])
+                                           for f in names])
     for record in records(table):
-        values = [record[metric][f] for metric in table.metrics for f in fields]
+        values = [record[metric][f] for metric in table.metrics for f in names]
         writer.writerow([record["variant"], record["role"]] + ["" if v is None else v
                                                                for v in values])
     return buffer.getvalue()
