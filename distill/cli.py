@@ -12,6 +12,7 @@ from pathlib import Path
 from distill.errors import UserError, one_line, shorten
 
 FORMATS = ("table", "md", "csv", "json", "latex")
+DIMENSIONS = ("variant", "experiment", "metric", "task")  # as distill.results.report's
 MAX_SEED = 2 ** 32 - 1
 
 
@@ -104,16 +105,16 @@ def cmd_compare(args) -> int:
     if not target.is_dir():
         raise UserError("is a file; give the output root (runs) or runs/<name>", file=args.dir)
     _print_table(Path(args.dir), args.format, args.metric, baseline=args.baseline,
-                 level=args.ci, alpha=args.paired)
+                 level=args.ci, alpha=args.paired, by_row=args.rows, by_column=args.columns)
     return 0
 
 
 def _print_table(target: Path, fmt: str, metrics, baseline=None, order=None,
-                 baseline_if_present=False, level=None, alpha=None) -> None:
+                 baseline_if_present=False, **layout) -> None:
     from distill.results.report import comparison
 
     text_or_table = comparison(target, fmt, metrics, baseline, order, baseline_if_present,
-                               level=level, alpha=alpha)
+                               **layout)
     if fmt == "table":
         from rich.console import Console
         Console(width=None if sys.stdout.isatty() else 120).print(text_or_table)
@@ -227,6 +228,11 @@ def parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--format", choices=FORMATS, default="table")
     cmp_.add_argument("--metric", action="append", help="only this metric (repeatable)")
     cmp_.add_argument("--baseline", help="variant the differences are taken to")
+    cmp_.add_argument("--rows", choices=DIMENSIONS, default="variant",
+                      help="what the rows are (default variant)")
+    cmp_.add_argument("--columns", choices=DIMENSIONS, default="metric",
+                      help="what the columns are (default metric); e.g. --columns experiment: "
+                           "the method x setting table of KD papers, variants matched by name")
     cmp_.add_argument("--ci", nargs="?", const=0.95, type=_fraction("--ci"), metavar="LEVEL",
                       help="show each cell's confidence interval (t-distribution over seeds; "
                            "default level 0.95) instead of its std")

@@ -74,34 +74,115 @@ def _variant_order(exp_dir: Path) -> list[str] | None:
     return list(variants) if isinstance(variants, dict) else None
 
 
+DIMENSIONS = ("variant", "experiment", "metric", "task")
+
+
+def task_label(task: int) -> str:
+    return "final" if task < 0 else f"task {task + 1}"
+
+
+def pivoted(rows: list[dict], by_row: str, by_column: str, metrics: list[str] | None,
+            order: dict[str, list[str]], baseline: str | None, level: float | None,
+            alpha: float | None) -> list[tuple[str, MethodTable]]:
+    """Tables of ``by_row`` x ``by_column`` (two of :data:`DIMENSIONS`) over the store's
+    ``rows`` of several experiments, e.g. the method x setting table of KD papers (variants
+    matched by name across experiments). The dimensions left out: ``metric`` is the one given
+    (default the first in display order), ``task`` the final one, and ``experiment`` or
+    ``variant`` give one table per value. Rows of variants compare (baseline, differences, best,
+    teachers as references); other rows do not. ``order``: the display order of each
+    dimension's values."""
+    from distill.results.table import metric_order
+
+    if "metric" in (by_row, by_column):
+        wanted = set(metrics) if metrics else None
+    else:
+        available = sorted({row["metric"] for row in rows}, key=metric_order)
+        if metrics and len(metrics) > 1:
+            raise UserError(f"a table of {by_row} x {by_column} shows one metric; give one "
+                            f"--metric (available: {', '.join(available)})")
+        measured = metrics[0] if metrics else available[0]
+        if measured not in available:
+            from distill.registry import nearest
+            raise UserError(f"no metric {measured!r} in the results"
+                            f"{nearest(measured, available)}; available: {', '.join(available)}")
+        wanted = {measured}
+    if "task" not in (by_row, by_column):  # each (experiment, variant, seed, metric) at its end
+        final = {}
+        for row in rows:
+            key = (row["experiment"], row["variant"], row["seed"], row["metric"])
+            if key not in final or row["task"] > final[key]["task"]:
+                final[key] = row
+        rows = list(final.values())
+    split = [d for d in ("experiment", "variant") if d not in (by_row, by_column)]
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        if wanted is not None and row["metric"] not in wanted:
+            continue
+        label = {d: task_label(row[d]) if d == "task" else str(row[d]) for d in DIMENSIONS}
+        title = " / ".join(label[d] for d in split) or "all experiments"
+        groups.setdefault(title, []).append({
+            "experiment": title, "variant": label[by_row], "metric": label[by_column],
+            "seed": row["seed"], "task": -1, "value": row["value"]})
+    if not groups:
+        raise UserError("no results for that metric; run the experiments first")
+    tables = []
+    for title, pseudo in groups.items():
+        columns = {row["metric"] for row in pseudo}
+        shown = [c for c in order.get(by_column, []) if c in columns]
+        shown += sorted(columns - set(shown))
+        table = MethodTable.from_rows(
+            pseudo, shown, baseline if by_row == "variant" else None, order.get(by_row),
+            notes=METRIC_NOTES, level=level, alpha=alpha,
+            measured=None if "metric" in (by_row, by_column) else next(iter(wanted)),
+            compares=by_row == "variant", row_title=by_row)
+        tables.append((title, table))
+    return tables
+
+
 def comparison(target: Path, fmt: str = "table", metrics: list[str] | None = None,
                baseline: str | None = None, order: list[str] | None = None,
                baseline_if_present: bool = False, level: float | None = None,
-               alpha: float | None = None):
+               alpha: float | None = None, by_row: str = "variant",
+               by_column: str = "metric"):
     """The rendered table(s): a rich Table for ``table``, text for the other formats.
     ``baseline_if_present``: fall back to the default baseline when ``baseline`` has no results
     (after a run of some variants only); ``level``, ``alpha``: the statistics of
-    :meth:`MethodTable.from_rows`."""
+    :meth:`MethodTable.from_rows`; ``by_row`` x ``by_column``: variant x metric per experiment,
+    or any other two of :data:`DIMENSIONS` (:func:`pivoted`)."""
     store, experiments = _locate(target)
     if not experiments:
         raise UserError(f"{target}: the results store holds no results yet; run an experiment "
                         f"with `distill run FILE --out {target}` first")
-    rendered = []
+    if by_row == by_column:
+        raise UserError(f"--rows and --columns are both {by_row}; give two of "
+                        f"{', '.join(DIMENSIONS)}")
+    rows_of = {}
     for name in experiments:
-        rows = store.rows(name)
-        if not rows:
+        rows_of[name] = store.rows(name)
+        if not rows_of[name]:
             raise UserError(f"{target}: no results for experiment {name!r}; run it first")
-        exp_dir = target if target.name == name else target / name
-        if baseline_if_present and baseline not in {row["variant"] for row in rows}:
-            baseline = None
-        shown = metrics
-        available = {row["metric"] for row in rows}
-        summary = next((s for s in TERMINAL_SUMMARIES if set(s) <= available), None)
-        if fmt == "table" and not metrics and summary is not None:
-            shown = list(summary)
-        table = MethodTable.from_rows(rows, shown, baseline, order or _variant_order(exp_dir),
-                                      notes=METRIC_NOTES, level=level, alpha=alpha)
-        rendered.append((name, RENDER[fmt](table)))
+    folder = {name: target if target.name == name else target / name for name in experiments}
+    if (by_row, by_column) == ("variant", "metric"):
+        tables = [(name, method_table(rows_of[name], fmt, metrics, baseline,
+                                      order or _variant_order(folder[name]),
+                                      baseline_if_present, level, alpha))
+                  for name in experiments]
+    else:
+        from distill.results.table import metric_order
+
+        every = [row for name in experiments for row in rows_of[name]]
+        variant_order = list(order or [])
+        for name in experiments:
+            variant_order += [v for v in _variant_order(folder[name]) or []
+                              if v not in variant_order]
+        tasks = sorted({row["task"] for row in every})
+        dimension_order = {
+            "variant": variant_order, "experiment": list(experiments),
+            "metric": sorted({row["metric"] for row in every}, key=metric_order),
+            "task": [task_label(t) for t in tasks]}
+        tables = pivoted(every, by_row, by_column, metrics, dimension_order, baseline, level,
+                         alpha)
+    rendered = [(name, RENDER[fmt](table)) for name, table in tables]
     if fmt == "table":
         from rich.console import Group
         for name, t in rendered:
@@ -112,3 +193,18 @@ def comparison(target: Path, fmt: str = "table", metrics: list[str] | None = Non
     if len(rendered) == 1:
         return rendered[0][1]
     return "\n\n".join(f"{name}\n\n{text}" for name, text in rendered)
+
+
+def method_table(rows: list[dict], fmt: str, metrics: list[str] | None, baseline: str | None,
+                 order: list[str] | None, baseline_if_present: bool, level: float | None,
+                 alpha: float | None) -> MethodTable:
+    """One experiment's variant x metric table (a terminal shows a kind's summary columns)."""
+    if baseline_if_present and baseline not in {row["variant"] for row in rows}:
+        baseline = None
+    shown = metrics
+    available = {row["metric"] for row in rows}
+    summary = next((s for s in TERMINAL_SUMMARIES if set(s) <= available), None)
+    if fmt == "table" and not metrics and summary is not None:
+        shown = list(summary)
+    return MethodTable.from_rows(rows, shown, baseline, order, notes=METRIC_NOTES, level=level,
+                                 alpha=alpha)

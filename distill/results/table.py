@@ -111,12 +111,16 @@ class MethodTable:
     references: list[str] = field(default_factory=list)
     level: float | None = None  # cells show this confidence interval instead of the std
     alpha: float | None = None  # differences to the baseline are tested at this level
+    measured: str | None = None  # the metric of every column when columns are not metrics
+    compares: bool = True  # rows are methods: a baseline, differences, the best marked
+    row_title: str = "variant"
 
     @classmethod
     def from_rows(cls, rows: list[dict], metrics: list[str] | None = None,
                   baseline: str | None = None, order: list[str] | None = None,
                   notes: dict[str, str] | None = None, level: float | None = None,
-                  alpha: float | None = None) -> "MethodTable":
+                  alpha: float | None = None, measured: str | None = None,
+                  compares: bool = True, row_title: str = "variant") -> "MethodTable":
         """Build the table from results-store rows of one experiment.
 
         ``metrics``: the columns (default: every metric, in :func:`metric_order`); ``order``: the variants shown
@@ -125,6 +129,10 @@ class MethodTable:
         caption (those of the metrics shown are kept); ``level``: show each cell's confidence
         interval at this level (e.g. 0.95) instead of its std; ``alpha``: test each difference
         to the baseline with a paired t-test over the shared seeds at this level (e.g. 0.05).
+        The other keywords serve tables pivoted across experiments (``metric`` in the rows is
+        then a column's label): ``measured``, the metric every column shows; ``compares``: False
+        when the rows are not methods (no baseline, differences, best or reference rows);
+        ``row_title``: the first column's title.
         """
         if not rows:
             raise UserError("no results to compare; run `distill run` first")
@@ -149,10 +157,11 @@ class MethodTable:
                 previous = per_variant.get(metric, Cell(()))
                 per_variant[metric] = Cell(previous.values + (row["value"],),
                                            previous.seeds + (seed,))
-        students = [name for name in cells if not is_reference(name)]
+        students = [name for name in cells if not (compares and is_reference(name))]
         ordered = [row for name in (order or []) for row in (name, teacher_row(name))
                    if row in students]
         variants = ordered + sorted(set(students) - set(ordered))
+        baseline = baseline if compares else None
         if baseline is not None and baseline not in variants:
             why = ("a teacher is a reference row, never the baseline" if is_reference(baseline)
                    else f"no variant {baseline!r} in the results{nearest(baseline, variants)}")
@@ -160,12 +169,14 @@ class MethodTable:
         if baseline is not None and is_teacher_row(baseline):
             raise UserError(f"baseline: {baseline!r} is a variant's teacher, never the baseline; "
                             f"variants: {', '.join(v for v in variants if not is_teacher_row(v))}")
-        baseline = baseline or next((v for v in variants if not is_teacher_row(v)), None)
-        references = sorted((name for name in cells if is_reference(name)),
+        if compares:
+            baseline = baseline or next((v for v in variants if not is_teacher_row(v)), None)
+        references = sorted((name for name in cells if compares and is_reference(name)),
                             key=lambda name: (name != TEACHER, name))
         return cls(metrics, variants, cells, baseline,
-                   {metric: text for metric, text in (notes or {}).items() if metric in metrics},
-                   references, level, alpha)
+                   {metric: text for metric, text in (notes or {}).items()
+                    if metric in metrics or metric == measured},
+                   references, level, alpha, measured, compares, row_title)
 
     @property
     def shown(self) -> list[str]:
@@ -175,22 +186,30 @@ class MethodTable:
     def cell(self, variant: str, metric: str) -> Cell | None:
         return self.cells[variant].get(metric)
 
+    def metric_of(self, column: str) -> str:
+        """The metric a column shows (its direction, whether it is a count)."""
+        return self.measured or column
+
+    def differs(self, column: str) -> bool:
+        """Whether a column has differences to the baseline beside it."""
+        return self.compares and not is_count(self.metric_of(column))
+
     def best(self, metric: str) -> set[str]:
         """The variants with the best mean in one column (several on a tie; never a teacher, frozen
         or co-trained; none for a count)."""
-        if is_count(metric):
+        if not self.differs(metric):
             return set()
         means = {variant: cell.mean for variant in self.variants if not is_teacher_row(variant)
                  and (cell := self.cell(variant, metric)) and not math.isnan(cell.mean)}
         if not means:
             return set()
-        target = (min if lower_is_better(metric) else max)(means.values())
+        target = (min if lower_is_better(self.metric_of(metric)) else max)(means.values())
         return {variant for variant, mean in means.items() if mean == target}
 
     def delta(self, variant: str, metric: str) -> float | None:
         """Mean of ``variant`` minus mean of the baseline; None for the baseline itself or a
         missing cell."""
-        if variant == self.baseline or self.baseline is None or is_count(metric):
+        if variant == self.baseline or self.baseline is None or not self.differs(metric):
             return None
         cell, reference = self.cell(variant, metric), self.cell(self.baseline, metric)
         return cell.mean - reference.mean if cell and reference else None
@@ -229,8 +248,11 @@ class MethodTable:
         spread = ("sample std" if self.level is None else
                   f"half-width of the {self.level:.0%} confidence interval (t-distribution, "
                   f"n - 1 degrees of freedom)")
-        parts = [f"Mean ± {spread} over seeds (n = number of seeds); best per column marked; "
+        marked = "; best per column marked" if self.compares else ""
+        parts = [f"Mean ± {spread} over seeds (n = number of seeds){marked}; "
                  "↑ higher is better, ↓ lower is better"]
+        if self.measured:
+            parts[0] += f"; every column shows {self.measured}"
         if self.baseline:
             parts[0] += f"; Δ = difference of means to {self.baseline}"
         if self.baseline and self.alpha is not None:
@@ -246,18 +268,20 @@ def plain(text: str) -> str:
     return text
 
 
-def header(metric: str) -> str:
-    """A metric's column title with its direction, e.g. ``top1 ↑`` (a count has none)."""
+def header(column: str, metric: str | None = None) -> str:
+    """A column's title with the direction of its metric (``metric``, default the column's own),
+    e.g. ``top1 ↑``; a count has none."""
+    metric = metric or column
     if is_count(metric):
-        return metric
-    return f"{metric} {'↓' if lower_is_better(metric) else '↑'}"
+        return column
+    return f"{column} {'↓' if lower_is_better(metric) else '↑'}"
 
 
 def titles(table: MethodTable, escape=plain) -> list[str]:
-    """The column titles: each metric, and its difference to the baseline unless a count."""
-    return ["variant"] + [escape(title) for metric in table.metrics
-                          for title in (header(metric), f"Δ {metric}")[:1 if is_count(metric)
-                                                                        else 2]]
+    """The column titles: each metric, and its difference to the baseline where there is one."""
+    return [table.row_title] + [escape(title) for column in table.metrics
+                                for title in (header(column, table.metric_of(column)),
+                                              f"Δ {column}")[:2 if table.differs(column) else 1]]
 
 
 def cell_text(cell: Cell | None, spread: float | None, strong=plain, escape=plain) -> str:
@@ -293,7 +317,7 @@ def text_rows(table: MethodTable, strong=plain, escape=plain) -> list[list[str]]
             mark = strong if variant in best[metric] else plain
             cell = table.cell(variant, metric)
             row.append(cell_text(cell, table.spread(cell) if cell else None, mark, escape))
-            if not is_count(metric):
+            if table.differs(metric):
                 row.append(escape(delta_text(table.delta(variant, metric),
                                              table.test(variant, metric), table.alpha)))
         rows.append(row)
