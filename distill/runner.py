@@ -25,7 +25,7 @@ from distill.engine.run_lock import RunLock
 from distill.engine.stage import (TEACHER_METRICS, RunPlan, check_run_folder, check_trainer_keys,
                                   fingerprint, fit, quiet_lightning)
 from distill.errors import ConfigError, UserError, shorten
-from distill.registry import objectives
+from distill.registry import objectives, teachers
 from distill.results.store import ResultsStore
 from distill.results.table import teacher_row
 
@@ -72,9 +72,12 @@ def stage_keys(exp: Experiment) -> list[str | None]:
 
 def reads_teacher(exp: Experiment) -> bool:
     """Whether a variant's run uses its teacher: an objective reads the teacher or samples from
-    it, the student starts from it, an evaluator measures it, or it is a task sequence (always
-    given the teacher)."""
+    it, the student starts from it, an evaluator measures it, the role is evaluated beside the
+    student (an ensemble's accuracy is a row), or it is a task sequence (always given the
+    teacher)."""
     if exp.continual is not None or exp.student.init.from_ == "teacher":
+        return True
+    if exp.teacher is not None and teachers.get(exp.teacher.name, "teacher.role").target.reported:
         return True
     if any("teacher" in spec.params().get("of", ["teacher"]) for spec in exp.evaluate):
         return True
@@ -282,10 +285,9 @@ def validate_builds(ef: ExperimentFile) -> None:
             check_trainer_keys(exp.trainer)
             for prefix, part in teacher_parts(exp) if not exp.data.labels else []:
                 if needs_teacher_stage(part):
-                    raise ConfigError(f"{prefix}.train",
-                                      f"the teacher stage trains on the labels, but `data.labels: "
-                                      f"false` says there are none; give `{prefix}.checkpoint` or "
-                                      f"drop `{prefix}.train`")
+                    raise ConfigError(prefix, f"its teacher stage (`train:`) trains on the labels, "
+                                              f"but `data.labels: false` says there are none; give "
+                                              f"`{prefix}.checkpoint` instead")
             seeded(exp.seeds[0])
             data = build_data(exp, exp.seeds[0])
             tasks = check_continual(exp, data)
@@ -305,9 +307,12 @@ def validate_teacher_stage(exp: Experiment, data, prefix: str = "teacher") -> No
     try:
         build_module(teacher_stage(exp), data, None)
     except UserError as e:
-        if e.key and e.key.split(".")[0] in ("objectives", "train"):
-            e.key = f"{prefix}.{e.key}"
-        elif e.key and e.key.startswith("student."):
-            e.key = f"{prefix}.{e.key[len('student.'):]}"
+        own = e.key
+        if own and own.split(".")[0] in ("objectives", "train"):
+            e.key = f"{prefix}.{own}"
+        elif own and own.startswith("student."):
+            e.key = f"{prefix}.{own[len('student.'):]}"
+        if own and e.key != own:  # the advice names the file's key too
+            e.message = e.message.replace(own, e.key)
         raise
 

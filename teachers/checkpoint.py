@@ -16,6 +16,9 @@ def load_weights(net: Tapped, path: str | Path, key: str = "teacher.checkpoint")
     ``state_dict`` (our teacher files and Lightning checkpoints), with common prefixes removed."""
     p = Path(path)
     net_key = key.rsplit(".", 1)[0] + ".net"  # teacher.checkpoint -> teacher.net
+    if p.is_dir():
+        raise UserError(f"checkpoint {str(p)!r} is a folder; give the weights file in it",
+                        key=key)
     if not p.is_file():
         raise UserError(f"checkpoint {str(p)!r} does not exist; train the teacher first or fix the "
                         f"path", key=key)

@@ -71,9 +71,10 @@ class EnsembleTeacher(TeacherRole):
             raise ConfigError("teacher.members", "an ensemble teacher needs `members:`, a list of "
                                                  "networks each with `checkpoint:` or a seed of "
                                                  "the teacher's `train:` recipe")
-        if spec.checkpoint is not None:
-            raise ConfigError("teacher.checkpoint", "an ensemble teacher takes `checkpoint:` per "
-                                                    "member; move it under `members:`")
+        for key in ("checkpoint", "seed"):
+            if key in spec.model_fields_set:
+                raise ConfigError(f"teacher.{key}", f"an ensemble teacher takes `{key}:` per "
+                                                    f"member; move it under `members:`")
         seen = {}
         for i, member in enumerate(spec.members):
             if member.checkpoint and member.train:

@@ -88,18 +88,16 @@ def test_each_member_stage_trains_once_and_the_ensemble_is_a_row_of_its_own(tmp_
     assert main(["run", str(f), "--out", str(out)]) == 0
     exp_dir = out / "trio"
     stages = sorted(p.name for p in exp_dir.iterdir() if p.name.startswith("teacher"))
-    assert len(stages) == 3 and stages[0] == "teacher"  # the single teacher is member 0
-    for stage in stages:
-        assert (exp_dir / stage / "teacher.pt").is_file()
+    assert len(stages) == 3
+    by_seed = {json.loads((exp_dir / s / "identity.json").read_text())["seed"]: s for s in stages}
+    assert by_seed[0] == "teacher"  # the single teacher is member 0
     # the run's teacher is the three stage files combined, weighted 1:2:1
     exp = load_experiment(str(f)).variants["ensemble"]
     data = build_data(exp, 0)
     nets = []
-    for (prefix, part), stage in zip(teacher_parts(exp), stages):
-        identity = json.loads((exp_dir / stage / "identity.json").read_text())
-        assert identity["seed"] == part.teacher.seed
+    for prefix, part in teacher_parts(exp):
         net = build_net(teacher_net_spec(part), data, prefix)
-        load_weights(net, exp_dir / stage / "teacher.pt")
+        load_weights(net, exp_dir / by_seed[part.teacher.seed] / "teacher.pt")
         nets.append(net.eval())
     metrics = json.loads((exp_dir / "ensemble" / "seed0" / "metrics.json").read_text())
     right = total = 0
@@ -120,6 +118,22 @@ def test_each_member_stage_trains_once_and_the_ensemble_is_a_row_of_its_own(tmp_
     assert "single:teacher" not in rows  # a frozen single teacher is its stage's row
 
 
+def test_a_variant_that_does_not_distil_still_reports_the_trained_ensemble(tmp_path):
+    text = ENSEMBLE + "variants:\n  kd: {}\n  ce-only: {objectives: [{name: ce}]}\n"
+    out = tmp_path / "runs"
+    assert main(["run", str(write(tmp_path, text)), "--out", str(out)]) == 0
+    teachers = [json.loads((out / "trio" / v / "seed0" / "metrics.json").read_text())[
+        "teacher_metrics"]["top1"] for v in ("kd", "ce-only")]
+    assert teachers[0] == teachers[1] > 50  # the trained members, not their initialisation
+
+
+def test_a_members_own_objectives_get_their_defaults_from_the_training_it_inherits(tmp_path):
+    text = ENSEMBLE.replace("- {seed: 0}", "- {seed: 0, objectives: [{name: ce}]}")
+    exp = load_experiment(str(write(tmp_path, text))).variants["default"]
+    stage = teacher_parts(exp)[0][1].teacher
+    assert [(o.weight, o.warmup_epochs) for o in stage.objectives] == [(1.0, 0)]
+
+
 @pytest.mark.parametrize("change,key,words", [
     (("role: ensemble\n", "role: frozen\n"), "teacher.members", ["role: ensemble"]),
     (("  members:\n", "  checkpoint: t.pt\n  members:\n"), "teacher.checkpoint",
@@ -137,6 +151,16 @@ def test_each_member_stage_trains_once_and_the_ensemble_is_a_row_of_its_own(tmp_
      "teacher.members.2.objectives.0", ["kd"]),
     (("  - {name: kd, temperature: 4.0}\n", "  - {name: nd}\n"), "objectives.1",
      ["combined logits only"]),
+    (("  - {name: kd, temperature: 4.0}\n", "  - {name: at, pairs: [[s1, t1]]}\n"),
+     "objectives.1", ["combined logits only"]),
+    (("objectives:", "evaluate: [{name: knn}]\nobjectives:"), "evaluate.0.of",
+     ["combined logits only", "of:"]),
+    (("  members:\n", "  seed: 3\n  members:\n"), "teacher.seed", ["per member"]),
+    (("seed: 2, net:", "seed: 2, train: {epochs: 1, optimizer: {name: adam, betas: [2, 0.9]}}, "
+                       "net:"), "teacher.members.2.train.optimizer",
+     ["check teacher.members.2.train.optimizer"]),
+    (("data: {name: digits, batch_size: 64}", "data: {name: digits, batch_size: 64, labels: "
+                                              "false}"), "teacher.members.0", ["labels"]),
     (("objectives:", "continual: {tasks: 2, setting: class-incremental}\nobjectives:"),
      "teacher.role", ["task sequences"]),
     (("  net: {name: mlp, hidden: [32]}\n", "  net: {name: mlp, hidden: [64]}\n  init: {from: "

@@ -172,8 +172,9 @@ class Experiment(Strict):
         values), a warm-up at most as long as the training."""
         own_defaults(self.objectives, self.train.epochs)
         for stage in [self.teacher, *(self.teacher.members or [])] if self.teacher else []:
-            if stage.objectives and stage.train:
-                own_defaults(stage.objectives, stage.train.epochs)
+            train = stage.train or self.teacher.train  # a member inherits the section's
+            if stage.objectives and train:
+                own_defaults(stage.objectives, train.epochs)
         return self
 
 

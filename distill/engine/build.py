@@ -196,10 +196,28 @@ def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
         label = spec.name if seen[spec.name] == 1 else f"{spec.name}{seen[spec.name]}"
         terms.append(Term(label, objective, spec.weight, spec.warmup_epochs,
                           objective.warmup_first_epoch))
+    check_probed(exp, s_out, t_out, teacher)
     check_recipes(exp, student, teacher)
     return DistillationModule(student, teacher, terms, data.num_classes, exp.train.epochs,
                               exp.train.optimizer.model_dump(exclude_none=False),
                               exp.train.schedule.model_dump(), task=task, kind=data.kind)
+
+
+def check_probed(exp: Experiment, s_out: ModelOutput, t_out: ModelOutput | None,
+                 teacher: TeacherRole | None) -> None:
+    """Evaluators that probe a network's features (``of:``) get a network that gives them, so
+    a missing tap stops ``validate``, not the end of a run."""
+    from distill.evaluation.features import SOURCES
+
+    for i, spec in enumerate(exp.evaluate):
+        for who, out in (("student", s_out), ("teacher", t_out)):
+            if who in spec.params().get("of", SOURCES) and out is not None \
+                    and out.features is None:
+                note = (teacher.gives_note if who == "teacher"
+                        else "add a tap (net.taps: {features: ...})")
+                raise ConfigError(f"evaluate.{i}.of", f"{spec.name} probes the {who}'s features, "
+                                                      f"which its network does not give; {note}, "
+                                                      f"or leave {who} out of `of:`")
 
 
 def check_recipes(exp: Experiment, student: torch.nn.Module, teacher: TeacherRole | None) -> None:

@@ -43,6 +43,10 @@ class LayerPairObjective(Objective):
         return True
 
     def bind(self, ctx):
+        if ctx.teacher_role is not None and not hasattr(ctx.teacher_role.network, "taps"):
+            raise ConfigError(ctx.key, f"{self.registered_name} reads the teacher's layers, "
+                                       f"which its network does not give (an ensemble's combined "
+                                       f"output); {ctx.teacher_role.gives_note}")
         for i, (s_name, t_name) in enumerate(self.pairs):
             for who, name, out in (("student", s_name, ctx.student), ("teacher", t_name, ctx.teacher)):
                 if out is None:
