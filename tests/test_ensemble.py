@@ -216,3 +216,13 @@ def test_a_run_with_an_ensemble_reads_its_stage_files_not_the_checkpoints(tmp_pa
     for member, state in zip(module.teacher.network.members, loaded):
         assert all(torch.equal(member.net.state_dict()[k], v) for k, v in state.items())
     assert module.teacher(x).logits.shape == (len(x), 10)
+
+
+def test_a_single_teachers_run_configuration_is_as_before_ensembles(tmp_path):
+    """Run folders made before the ensemble role keep their configuration, so they resume."""
+    from distill.engine.stage import resolved_config
+
+    single = load_experiment(str(write(tmp_path, SHARED))).variants["single"]
+    assert "members" not in resolved_config(single, 0)
+    ensemble = load_experiment(str(write(tmp_path, SHARED))).variants["ensemble"]
+    assert "members:" in resolved_config(ensemble, 0)

@@ -60,3 +60,23 @@ def test_every_baseline_of_the_anchor_table_trains_on_real_format_files(tmp_path
             assert 0 <= metrics["teacher_metrics"]["top1"] <= 100, variant
     stages = [p.name for p in folder.iterdir() if p.name.startswith("teacher")]
     assert len(stages) == 3  # the frozen teacher is the ensemble's first member
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("file", ["baselines_mnist1d.yaml", "baselines_digits.yaml"])
+def test_every_baseline_of_the_measured_tables_trains(tmp_path, capsys, file):
+    path = ROOT / "experiments" / file
+    out = tmp_path / "runs"
+    assert main(["run", str(path), "--fast", "--seeds", "0", "--out", str(out)]) == 0, \
+        capsys.readouterr().err
+    folder = next(p for p in (out / "_fast").iterdir() if p.is_dir())
+    for variant in ("ce-only", "kd", "fitnet", "at", "rkd", "crd", "dkd", "kd++", "mutual",
+                    "ensemble"):
+        metrics = json.loads((folder / variant / "seed0" / "metrics.json").read_text())
+        assert 0 <= metrics["top1"] <= 100, variant
+    capsys.readouterr()
+    assert main(["compare", str(folder), "--format", "csv"]) == 0
+    rows = [line.split(",")[:2] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [r for r in rows if r[1] == "reference"][0][0] == "teacher"
+    assert len([r for r in rows if r[1] == "reference"]) == 3  # the ensemble's other members
+    assert ["ensemble:teacher", ""] in rows and ["mutual:teacher", ""] in rows

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+                      model_serializer, model_validator)
 
 from distill import registry
 from distill.errors import UserError, shorten
@@ -119,6 +119,15 @@ class TeacherSpec(TeacherNetwork, Named):
     name: str = Field("frozen", alias="role")
     model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False)
     members: list[MemberSpec] | None = Field(None, min_length=1, max_length=64)
+
+    @model_serializer(mode="wrap")
+    def _members_only_when_given(self, handler):
+        """Without members the dump is that of a teacher before ensembles existed, so run
+        folders made then keep their configuration (and resume)."""
+        data = handler(self)
+        if self.members is None:
+            data.pop("members", None)
+        return data
 
     def member(self, member: MemberSpec) -> "TeacherSpec":
         """A member of this ensemble as a frozen teacher of its own: its keys, else this
