@@ -11,7 +11,7 @@ from pathlib import Path
 
 from distill.errors import UserError, one_line, shorten
 
-FORMATS = ("table", "md", "csv", "json", "latex")
+FORMATS = ("table", "md", "csv", "json", "latex", "html")
 DIMENSIONS = ("variant", "experiment", "metric", "task")  # as distill.results.report's
 MAX_SEED = 2 ** 32 - 1
 
@@ -106,6 +106,36 @@ def cmd_compare(args) -> int:
         raise UserError("is a file; give the output root (runs) or runs/<name>", file=args.dir)
     _print_table(Path(args.dir), args.format, args.metric, baseline=args.baseline,
                  level=args.ci, alpha=args.paired, by_row=args.rows, by_column=args.columns)
+    return 0
+
+
+def _experiment_folder(text: str) -> Path:
+    """``runs/<name>`` made by ``distill run`` (beside the results store), or one line why not."""
+    folder = Path(text)
+    if not folder.is_dir():
+        why = "is a file" if folder.exists() else "no such folder"
+        raise UserError(f"{why}; give an experiment folder runs/<name> made by `distill run`",
+                        file=text)
+    if not (folder.parent / "results.sqlite").is_file():
+        raise UserError("is not an experiment folder made by `distill run` (no results.sqlite "
+                        "beside it); give runs/<name>", file=text)
+    return folder
+
+
+def cmd_plot(args) -> int:
+    from distill.results.plots import plot_experiment
+
+    folder = _experiment_folder(args.dir)
+    for path in plot_experiment(folder, Path(args.out) if args.out else None):
+        print(path)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from distill.results.html_report import write_report
+
+    folder = _experiment_folder(args.dir)
+    print(write_report(folder, Path(args.out) if args.out else None))
     return 0
 
 
@@ -241,6 +271,18 @@ def parser() -> argparse.ArgumentParser:
                                             "t-test over the shared seeds; mark those not "
                                             "significant at ALPHA (default 0.05)")
     cmp_.set_defaults(func=cmd_compare)
+
+    plot = sub.add_parser("plot", help="PNG figures of runs/<name>: validation curves, loss "
+                                       "terms, accuracy matrices (the plots extra)")
+    plot.add_argument("dir")
+    plot.add_argument("--out", help="folder for the PNGs (default runs/<name>/plots)")
+    plot.set_defaults(func=cmd_plot)
+
+    report = sub.add_parser("report", help="one self-contained HTML page of runs/<name>: the "
+                                           "table, the figures, each run's configuration")
+    report.add_argument("dir")
+    report.add_argument("--out", help="the HTML file (default runs/<name>/report.html)")
+    report.set_defaults(func=cmd_report)
 
     lst = sub.add_parser("list", help="every registered objective, teacher role, network, dataset")
     lst.add_argument("--modules", metavar="NET", help="print NET's module paths and output "

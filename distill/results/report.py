@@ -8,14 +8,14 @@ from pathlib import Path
 from distill.continual.accuracy_matrix import metric_notes
 from distill.errors import UserError
 from distill.results.store import ResultsStore
-from distill.results.table import (MethodTable, render_rich, to_csv, to_json, to_latex,
-                                   to_markdown)
+from distill.results.table import (MethodTable, render_rich, to_csv, to_html, to_json,
+                                   to_latex, to_markdown)
 
 # what a terminal shows when a kind's columns do not fit (retrieval, generation)
 TERMINAL_SUMMARIES = (("i2t_r1", "t2i_r1", "rsum", "latency_i2t_us", "latency_t2i_us"),
                       ("answer_acc", "rationales_kept", "negatives_teacher", "negatives_student"))
 RENDER = {"table": render_rich, "md": to_markdown, "csv": to_csv, "json": to_json,
-          "latex": to_latex}
+          "latex": to_latex, "html": to_html}
 METRIC_NOTES = {
     "top1": "test accuracy (%) at the final epoch",
     "top1_best": "best test accuracy (%) over epochs (the RepDistiller convention)",
@@ -59,7 +59,7 @@ def _locate(target: Path) -> tuple[ResultsStore, list[str]]:
                     f"(runs) or an experiment folder (runs/<name>) made by `distill run`")
 
 
-def _variant_order(exp_dir: Path) -> list[str] | None:
+def variant_order(exp_dir: Path) -> list[str] | None:
     """Variants in the order of the experiment file kept beside the runs, when there is one."""
     from distill.config.yaml_lines import load_yaml
 
@@ -164,20 +164,19 @@ def comparison(target: Path, fmt: str = "table", metrics: list[str] | None = Non
     folder = {name: target if target.name == name else target / name for name in experiments}
     if (by_row, by_column) == ("variant", "metric"):
         tables = [(name, method_table(rows_of[name], fmt, metrics, baseline,
-                                      order or _variant_order(folder[name]),
+                                      order or variant_order(folder[name]),
                                       baseline_if_present, level, alpha))
                   for name in experiments]
     else:
         from distill.results.table import metric_order
 
         every = [row for name in experiments for row in rows_of[name]]
-        variant_order = list(order or [])
+        variants = list(order or [])
         for name in experiments:
-            variant_order += [v for v in _variant_order(folder[name]) or []
-                              if v not in variant_order]
+            variants += [v for v in variant_order(folder[name]) or [] if v not in variants]
         tasks = sorted({row["task"] for row in every})
         dimension_order = {
-            "variant": variant_order, "experiment": list(experiments),
+            "variant": variants, "experiment": list(experiments),
             "metric": sorted({row["metric"] for row in every}, key=metric_order),
             "task": [task_label(t) for t in tasks]}
         tables = pivoted(every, by_row, by_column, metrics, dimension_order, baseline, level,

@@ -368,6 +368,24 @@ def to_latex(table: MethodTable) -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_html(table: MethodTable) -> str:
+    """An HTML ``<table>`` (no scripts, no outside resources): best cells in ``<strong>``, the
+    teacher rows apart (class ``reference``), the caption below."""
+    from html import escape
+
+    def row(cells: list[str], tag: str = "td", css: str = "") -> str:
+        attribute = f' class="{css}"' if css else ""
+        return f"<tr{attribute}>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>"
+
+    lines = ['<table class="method-table">', "<thead>" + row(titles(table, escape), "th")
+             + "</thead>", "<tbody>"]
+    body = text_rows(table, strong=lambda text: f"<strong>{text}</strong>", escape=escape)
+    for variant, cells in zip(table.shown, body):
+        lines.append(row(cells, css="reference" if variant in table.references else ""))
+    lines += ["</tbody>", f"<caption>{escape(table.caption())}</caption>", "</table>"]
+    return "\n".join(lines) + "\n"
+
+
 LATEX_REPLACEMENTS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
