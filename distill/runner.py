@@ -283,11 +283,14 @@ def validate_builds(ef: ExperimentFile) -> None:
     for variant, exp in ef.variants.items():
         try:
             check_trainer_keys(exp.trainer)
-            for prefix, part in teacher_parts(exp) if not exp.data.labels else []:
-                if needs_teacher_stage(part):
-                    raise ConfigError(prefix, f"its teacher stage (`train:`) trains on the labels, "
-                                              f"but `data.labels: false` says there are none; give "
-                                              f"`{prefix}.checkpoint` instead")
+            for i, (prefix, part) in enumerate(teacher_parts(exp) if not exp.data.labels
+                                               else []):
+                if needs_teacher_stage(part):  # named where the file gives the recipe
+                    own = not exp.teacher.members or exp.teacher.members[i].train
+                    raise ConfigError(f"{prefix if own else 'teacher'}.train",
+                                      f"the teacher stage trains on the labels, but `data.labels: "
+                                      f"false` says there are none; give `{prefix}.checkpoint` "
+                                      f"instead")
             seeded(exp.seeds[0])
             data = build_data(exp, exp.seeds[0])
             tasks = check_continual(exp, data)

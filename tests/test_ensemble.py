@@ -160,7 +160,8 @@ def test_a_members_own_objectives_get_their_defaults_from_the_training_it_inheri
                        "net:"), "teacher.members.2.train.optimizer",
      ["check teacher.members.2.train.optimizer"]),
     (("data: {name: digits, batch_size: 64}", "data: {name: digits, batch_size: 64, labels: "
-                                              "false}"), "teacher.members.0", ["labels"]),
+                                              "false}"), "teacher.train",
+     ["labels", "teacher.members.0.checkpoint"]),
     (("objectives:", "continual: {tasks: 2, setting: class-incremental}\nobjectives:"),
      "teacher.role", ["task sequences"]),
     (("  net: {name: mlp, hidden: [32]}\n", "  net: {name: mlp, hidden: [64]}\n  init: {from: "
