@@ -60,7 +60,8 @@ def _load(args):
     from distill.config import load_experiment
     from distill.runner import validate_builds
 
-    ef = load_experiment(args.file, args.set or [], getattr(args, "variant", None))
+    ef = load_experiment(args.file, args.set or [], getattr(args, "variant", None),
+                         args.sweep or [])
     validate_builds(ef)
     return ef
 
@@ -92,7 +93,7 @@ def cmd_resume(args) -> int:
     from distill.runner import source_of
 
     exp_dir = Path(args.dir)
-    args.file, args.set = source_of(exp_dir)
+    args.file, args.set, args.sweep = source_of(exp_dir)
     args.out, args.fast, args.seeds, args.variant = str(exp_dir.parent), False, None, None
     return cmd_run(args)
 
@@ -242,6 +243,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=_seeds, help="seeds to run instead of the file's, e.g. 0,1")
     run.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
                      help="override one key of the file (repeatable)")
+    run.add_argument("--sweep", action="append", metavar="KEY.PATH=V1,V2",
+                     help="one variant per value (and per combination with other --sweep and "
+                          "the file's sweep:), named after them (repeatable)")
     run.add_argument("--fast", action="store_true",
                      help="one epoch of a few batches per stage, under <out>/_fast, to check a file")
     run.add_argument("--resume", action="store_true",
@@ -251,6 +255,7 @@ def parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a file without training (exit 0 or 2)")
     val.add_argument("file")
     val.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
+    val.add_argument("--sweep", action="append", metavar="KEY.PATH=V1,V2")
     val.set_defaults(func=cmd_validate)
 
     cmp_ = sub.add_parser("compare", help="the method table of runs/<name> (or of all of runs/)")

@@ -247,11 +247,13 @@ def remember_source(ef: ExperimentFile, exp_dir: Path) -> None:
     exp_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(exp_dir / "experiment.yaml", Path(ef.path).read_text())
     atomic_write_text(exp_dir / "source.json", json.dumps({"file": str(Path(ef.path).resolve()),
-                                                           "sets": list(ef.sets)}, indent=2))
+                                                           "sets": list(ef.sets),
+                                                           "sweeps": list(ef.sweeps)}, indent=2))
 
 
-def source_of(exp_dir: Path) -> tuple[str, list[str]]:
-    """The experiment file and overrides that a run folder was made with."""
+def source_of(exp_dir: Path) -> tuple[str, list[str], list[str]]:
+    """The experiment file, ``--set`` and ``--sweep`` options that a run folder was made with
+    (folders made before sweeps have none)."""
     source = exp_dir / "source.json"
     if not exp_dir.exists():
         raise UserError("no such folder; give an experiment folder runs/<name> made by "
@@ -274,7 +276,12 @@ def source_of(exp_dir: Path) -> tuple[str, list[str]]:
         raise UserError(f"has no list of --set overrides under \"sets\"; it is written by "
                         f"`distill run`: run the experiment file again with `distill run FILE "
                         f"--out {exp_dir.parent}`", file=str(source))
-    return str(exp_dir / "experiment.yaml"), sets
+    sweeps = kept.get("sweeps", [])
+    if not isinstance(sweeps, list) or not all(isinstance(x, str) for x in sweeps):
+        raise UserError(f"has no list of --sweep options under \"sweeps\"; it is written by "
+                        f"`distill run`: run the experiment file again with `distill run FILE "
+                        f"--out {exp_dir.parent}`", file=str(source))
+    return str(exp_dir / "experiment.yaml"), sets, sweeps
 
 
 def validate_builds(ef: ExperimentFile) -> None:

@@ -1,17 +1,19 @@
 """Reading an experiment file: YAML with lines, ``--set`` overrides, the schema, registry names, and
-variants (each variant is the base file deep-merged with its overrides; lists are replaced)."""
+variants (each variant is the base file deep-merged with its overrides; lists are replaced; a
+sweep adds one variant per combination of its values, :mod:`distill.config.sweep`)."""
 from __future__ import annotations
 
 import copy
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from distill.config.schema import Experiment, check_named_parts, describe
+from distill.config.sweep import assign, combinations, parse_sweep_option
 from distill.config.yaml_lines import LinedYAML, load_yaml, parse_value
 from distill.errors import UserError, shorten
 from distill.registry import nearest
@@ -128,6 +130,7 @@ class ExperimentFile:
     raw: dict
     locator: "_Locator"
     sets: list[str]
+    sweeps: list[str] = field(default_factory=list)
 
     @property
     def baseline(self) -> str:
@@ -210,15 +213,23 @@ def _model_at(loc: tuple):
     return model
 
 
-def load_experiment(path: str, sets: list[str] = (), only: list[str] | None = None) -> ExperimentFile:
-    """Read and validate ``path`` (every variant, or those in ``only``); raise UserError with
-    ``FILE:LINE: key.path: message`` for the first problem found."""
+def load_experiment(path: str, sets: list[str] = (), only: list[str] | None = None,
+                    sweeps: list[str] = ()) -> ExperimentFile:
+    """Read and validate ``path`` (every variant, or those in ``only``), with ``--set`` and
+    ``--sweep`` options applied; raise UserError with ``FILE:LINE: key.path: message`` for the
+    first problem found."""
     doc = load_yaml(path)
     if not isinstance(doc.data, dict):
         raise UserError("an experiment file is a mapping of keys (name, data, student, ...)",
                         doc.file, 1)
     data = copy.deepcopy(doc.data)
     set_paths = {apply_set(data, s): s for s in sets}
+    for option in sweeps:
+        key, values = parse_sweep_option(option)
+        if not isinstance(data.get("sweep"), dict):
+            data["sweep"] = {}
+        data["sweep"][key] = values
+        set_paths[("sweep", key)] = f"--sweep {option}"
     loc = _Locator(doc, set_paths)
     bad = _non_finite(data)
     if bad is not None:
@@ -236,8 +247,15 @@ def load_experiment(path: str, sets: list[str] = (), only: list[str] | None = No
         problem = name_problem(name, "variant")
         if problem:
             raise loc.error(("variants", name), problem)
-    plain = {k: v for k, v in data.items() if k != "variants"}
-    names = list(base.variants) or [DEFAULT_VARIANT]
+    plain = {k: v for k, v in data.items() if k not in ("variants", "sweep")}
+    swept = dict(combinations(base.sweep)) if base.sweep else {}
+    for name in swept:
+        problem = name_problem(name, "variant") or (
+            f"{name} is also a variant of the file; rename that variant"
+            if name in base.variants else None)
+        if problem:
+            raise loc.error(("sweep",), f"a variant of the sweep: {problem}")
+    names = list(base.variants) + list(swept) or [DEFAULT_VARIANT]
     for name in only or []:
         if name not in names:
             raise UserError(f"--variant {shorten(name)}: no such variant{nearest(name, names)}; "
@@ -249,9 +267,25 @@ def load_experiment(path: str, sets: list[str] = (), only: list[str] | None = No
     for name in names:
         if only and name not in only:
             continue
+        if name in swept:
+            variants[name] = swept_variant(plain, swept[name], name, loc)
+            continue
         override = base.variants.get(name, {})
         if not isinstance(override, dict):
             raise loc.error(("variants", name), "a variant is a mapping of keys to override")
         variants[name] = base if name == DEFAULT_VARIANT else \
             _validate(deep_merge(plain, override), loc, name)
-    return ExperimentFile(path, base, variants, data, loc, list(sets))
+    return ExperimentFile(path, base, variants, data, loc, list(sets), list(sweeps))
+
+
+def swept_variant(plain: dict, chosen: dict, name: str, loc: "_Locator") -> Experiment:
+    """The base configuration with the sweep's values of one combination, validated; an error
+    names the combination."""
+    data = copy.deepcopy(plain)
+    try:
+        for key, value in chosen.items():
+            assign(data, key, value)
+        return _validate(data, loc, None)
+    except UserError as e:
+        raise loc.error(("sweep",), f"variant {name}: {e.key + ': ' if e.key else ''}"
+                                    f"{e.message}") from None

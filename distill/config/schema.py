@@ -13,6 +13,7 @@ from distill.errors import UserError, shorten
 
 MAX_SEED = 2 ** 32 - 1  # numpy's and torch's seed range
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]
+Scalar = bool | int | float | str | None  # a value a sweep can give a key
 
 
 class Strict(BaseModel):
@@ -166,6 +167,29 @@ class Experiment(Strict):
     threads: int = Field(1, ge=1, le=4096, description="CPU threads for torch; 1 suits the small models")
     continual: ContinualSpec | None = None
     evaluate: list[Named] = Field(default_factory=list)
+    sweep: dict[str, list[Scalar]] = Field(
+        default_factory=dict, description="key path -> values: one variant per combination "
+                                          "(distill.config.sweep)")
+
+    @field_validator("sweep")
+    @classmethod
+    def _bounded_sweep(cls, sweep: dict[str, list]) -> dict[str, list]:
+        from distill.config.sweep import MAX_VARIANTS
+
+        combos = 1
+        for key, values in sweep.items():
+            if not key or key.split(".")[0] in ("name", "variants", "sweep", "baseline"):
+                raise ValueError(f"{key!r} cannot be swept; sweep keys of the configuration such "
+                                 f"as objectives.1.temperature or train.optimizer.lr")
+            if not 1 <= len(values) <= 64:
+                raise ValueError(f"{key}: give 1 to 64 values, not {len(values)}")
+            if len(set(map(repr, values))) != len(values):
+                raise ValueError(f"{key}: a value is listed twice")
+            combos *= len(values)
+        if combos > MAX_VARIANTS:
+            raise ValueError(f"the sweep makes {combos} variants; at most {MAX_VARIANTS} (fewer "
+                             f"values, or several files)")
+        return sweep
 
     @field_validator("seeds")
     @classmethod

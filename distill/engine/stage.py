@@ -144,7 +144,7 @@ class RunPlan:
 
 
 def resolved_config(exp: Experiment, seed: int) -> str:
-    return yaml.safe_dump({**exp.model_dump(mode="json", by_alias=True, exclude={"variants"}),
+    return yaml.safe_dump({**exp.model_dump(mode="json", by_alias=True, exclude={"variants", "sweep"}),
                            "seed": seed}, sort_keys=False)
 
 

@@ -59,19 +59,73 @@ def _locate(target: Path) -> tuple[ResultsStore, list[str]]:
                     f"(runs) or an experiment folder (runs/<name>) made by `distill run`")
 
 
-def variant_order(exp_dir: Path) -> list[str] | None:
-    """Variants in the order of the experiment file kept beside the runs, when there is one."""
+def kept_file(exp_dir: Path) -> dict:
+    """The experiment file kept beside the runs, as data ({} when absent or damaged: the order
+    and the sweep's grid are niceties that do not stop the table)."""
     from distill.config.yaml_lines import load_yaml
 
     source = exp_dir / "experiment.yaml"
     if not source.is_file():
-        return None
+        return {}
     try:
         data = load_yaml(source).data
-    except UserError:  # the order is a nicety; a damaged copy does not stop the table
+    except UserError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def kept_sweep(exp_dir: Path) -> dict[str, list]:
+    """The sweep the runs were made with: the kept file's ``sweep:`` and the ``--sweep``
+    options in source.json."""
+    from distill.config.sweep import parse_sweep_option
+
+    sweep = kept_file(exp_dir).get("sweep")
+    sweep = dict(sweep) if isinstance(sweep, dict) else {}
+    try:
+        options = json.loads((exp_dir / "source.json").read_text(encoding="utf-8"))["sweeps"]
+        for option in options:
+            key, values = parse_sweep_option(option)
+            sweep[key] = values
+    except (OSError, ValueError, KeyError, TypeError, UserError):
+        pass
+    return {k: v for k, v in sweep.items() if isinstance(v, list)}
+
+
+def variant_order(exp_dir: Path) -> list[str] | None:
+    """Variants in the order of the experiment file kept beside the runs (its sweep's after its
+    own), when there is one."""
+    from distill.config.sweep import combinations
+
+    data = kept_file(exp_dir)
+    if not data:
         return None
-    variants = (data.get("variants") if isinstance(data, dict) else None) or {}
-    return list(variants) if isinstance(variants, dict) else None
+    variants = data.get("variants") or {}
+    own = list(variants) if isinstance(variants, dict) else []
+    return own + [name for name, _ in combinations(kept_sweep(exp_dir))]
+
+
+def sweep_grid(rows: list[dict], sweep: dict[str, list], metric: str, level: float | None
+               ) -> MethodTable | None:
+    """A two-key sweep as a grid of ``metric``: the first key's values down, the second's
+    across, the best cell of the grid marked; None for other sweeps or without results."""
+    from distill.config.sweep import combinations, label_of, value_text
+
+    if len(sweep) != 2:
+        return None
+    first, second = sweep
+    where = {name: chosen for name, chosen in combinations(sweep)}
+    pseudo = [{**row, "variant": f"{label_of(first, list(sweep))} = "
+                                 f"{value_text(where[row['variant']][first])}",
+               "metric": value_text(where[row["variant"]][second])}
+              for row in rows if row["variant"] in where and row["metric"] == metric]
+    if not pseudo:
+        return None
+    order = [f"{label_of(first, list(sweep))} = {value_text(v)}" for v in sweep[first]]
+    columns = [value_text(v) for v in sweep[second]]
+    return MethodTable.from_rows(
+        pseudo, [c for c in columns if any(r["metric"] == c for r in pseudo)], None, order,
+        notes=METRIC_NOTES, level=level, measured=metric, compares=False, grid=True,
+        row_title=f"{metric}: {label_of(first, list(sweep))} \\ {label_of(second, list(sweep))}")
 
 
 DIMENSIONS = ("variant", "experiment", "metric", "task")
@@ -163,10 +217,15 @@ def comparison(target: Path, fmt: str = "table", metrics: list[str] | None = Non
             raise UserError(f"{target}: no results for experiment {name!r}; run it first")
     folder = {name: target if target.name == name else target / name for name in experiments}
     if (by_row, by_column) == ("variant", "metric"):
-        tables = [(name, method_table(rows_of[name], fmt, metrics, baseline,
-                                      order or variant_order(folder[name]),
-                                      baseline_if_present, level, alpha))
-                  for name in experiments]
+        tables = []
+        for name in experiments:
+            table = method_table(rows_of[name], fmt, metrics, baseline,
+                                 order or variant_order(folder[name]), baseline_if_present,
+                                 level, alpha)
+            tables.append((name, table))
+            grid = sweep_grid(rows_of[name], kept_sweep(folder[name]), table.metrics[0], level)
+            if grid is not None:
+                tables.append((f"{name}: the sweep", grid))
     else:
         from distill.results.table import metric_order
 

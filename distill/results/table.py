@@ -114,13 +114,15 @@ class MethodTable:
     measured: str | None = None  # the metric of every column when columns are not metrics
     compares: bool = True  # rows are methods: a baseline, differences, the best marked
     row_title: str = "variant"
+    grid: bool = False  # a sweep's grid: the best cell of the whole table is marked
 
     @classmethod
     def from_rows(cls, rows: list[dict], metrics: list[str] | None = None,
                   baseline: str | None = None, order: list[str] | None = None,
                   notes: dict[str, str] | None = None, level: float | None = None,
                   alpha: float | None = None, measured: str | None = None,
-                  compares: bool = True, row_title: str = "variant") -> "MethodTable":
+                  compares: bool = True, row_title: str = "variant",
+                  grid: bool = False) -> "MethodTable":
         """Build the table from results-store rows of one experiment.
 
         ``metrics``: the columns (default: every metric, in :func:`metric_order`); ``order``: the variants shown
@@ -132,7 +134,8 @@ class MethodTable:
         The other keywords serve tables pivoted across experiments (``metric`` in the rows is
         then a column's label): ``measured``, the metric every column shows; ``compares``: False
         when the rows are not methods (no baseline, differences, best or reference rows);
-        ``row_title``: the first column's title.
+        ``row_title``: the first column's title; ``grid``: mark the best cell of the whole
+        table (a sweep's grid) rather than each column's.
         """
         if not rows:
             raise UserError("no results to compare; run `distill run` first")
@@ -176,7 +179,7 @@ class MethodTable:
         return cls(metrics, variants, cells, baseline,
                    {metric: text for metric, text in (notes or {}).items()
                     if metric in metrics or metric == measured},
-                   references, level, alpha, measured, compares, row_title)
+                   references, level, alpha, measured, compares, row_title, grid)
 
     @property
     def shown(self) -> list[str]:
@@ -197,14 +200,17 @@ class MethodTable:
     def best(self, metric: str) -> set[str]:
         """The variants with the best mean in one column (several on a tie; never a teacher, frozen
         or co-trained; none for a count)."""
-        if not self.differs(metric):
+        if is_count(self.metric_of(metric)) or not (self.compares or self.grid):
             return set()
-        means = {variant: cell.mean for variant in self.variants if not is_teacher_row(variant)
-                 and (cell := self.cell(variant, metric)) and not math.isnan(cell.mean)}
+        columns = self.metrics if self.grid else [metric]
+        means = {(variant, column): cell.mean for variant in self.variants
+                 for column in columns if not is_teacher_row(variant)
+                 and (cell := self.cell(variant, column)) and not math.isnan(cell.mean)}
         if not means:
             return set()
         target = (min if lower_is_better(self.metric_of(metric)) else max)(means.values())
-        return {variant for variant, mean in means.items() if mean == target}
+        return {variant for (variant, column), mean in means.items()
+                if mean == target and column == metric}
 
     def delta(self, variant: str, metric: str) -> float | None:
         """Mean of ``variant`` minus mean of the baseline; None for the baseline itself or a
@@ -248,7 +254,8 @@ class MethodTable:
         spread = ("sample std" if self.level is None else
                   f"half-width of the {self.level:.0%} confidence interval (t-distribution, "
                   f"n - 1 degrees of freedom)")
-        marked = "; best per column marked" if self.compares else ""
+        marked = ("; best per column marked" if self.compares else
+                  "; the best cell marked" if self.grid else "")
         parts = [f"Mean ± {spread} over seeds (n = number of seeds){marked}; "
                  "↑ higher is better, ↓ lower is better"]
         if self.measured:
