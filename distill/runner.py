@@ -22,8 +22,8 @@ from distill.engine.build import (build_data, build_module, build_teacher, seede
                                   teacher_net_spec, teacher_parts)
 from distill.atomic_write import atomic_save, atomic_write_text
 from distill.engine.run_lock import RunLock
-from distill.engine.stage import (TEACHER_METRICS, RunPlan, check_run_folder, check_trainer_keys,
-                                  fingerprint, fit, quiet_lightning)
+from distill.engine.stage import (TEACHER_METRICS, RunPlan, check_loggers, check_run_folder,
+                                  check_trainer_keys, fingerprint, fit, quiet_lightning)
 from distill.errors import ConfigError, UserError, shorten
 from distill.registry import objectives, teachers
 from distill.results.store import ResultsStore
@@ -290,6 +290,7 @@ def validate_builds(ef: ExperimentFile) -> None:
     for variant, exp in ef.variants.items():
         try:
             check_trainer_keys(exp.trainer)
+            check_loggers(exp.loggers)
             for i, (prefix, part) in enumerate(teacher_parts(exp) if not exp.data.labels
                                                else []):
                 if needs_teacher_stage(part):  # named where the file gives the recipe

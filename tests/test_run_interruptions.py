@@ -192,3 +192,34 @@ def test_a_run_with_an_ensemble_teacher_killed_mid_training_resumes_to_the_same_
     assert len(log_rows(run)) == 10 and "top1" in metrics["teacher_metrics"]
     stages = [p.name for p in run.parents[1].iterdir() if p.name.startswith("teacher")]
     assert len(stages) == 3
+
+
+def tensorboard_scalars(folder: Path) -> dict[str, dict[int, float]]:
+    """tag -> step -> value over every event file in ``folder`` (TFRecord framing: length,
+    its CRC, the Event protobuf, its CRC), read with tensorboardX's own Event message."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    found: dict[str, dict[int, float]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data, i = path.read_bytes(), 0
+        while i + 12 <= len(data):
+            (length,) = struct.unpack("<Q", data[i:i + 8])
+            event = Event.FromString(data[i + 12:i + 12 + length])
+            i += 12 + length + 4
+            for value in event.summary.value:
+                found.setdefault(value.tag, {})[event.step] = value.simple_value
+    return found
+
+
+def test_a_resumed_stage_keeps_every_epoch_in_its_tensorboard_events(tmp_path):
+    text = SINGLE.replace("objectives: [{name: ce}]", "objectives: [{name: ce}]\n"
+                                                      "loggers: [csv, tensorboard]")
+    whole, broken, run = whole_and_resumed(tmp_path, "logged", text)
+    assert log_rows(broken / run) == log_rows(whole / run)
+    events = [tensorboard_scalars(out / run / "tensorboard") for out in (whole, broken)]
+    assert len(list((broken / run / "tensorboard").glob("events.out.tfevents.*"))) == 2
+    epochs = {int(v) for v in events[1]["epoch"].values()}
+    assert epochs == {0, 1, 2, 3}  # before the kill from the first file, after from the second
+    assert events[1]["val/acc"] == pytest.approx(events[0]["val/acc"])

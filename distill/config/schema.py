@@ -167,6 +167,9 @@ class Experiment(Strict):
     threads: int = Field(1, ge=1, le=4096, description="CPU threads for torch; 1 suits the small models")
     continual: ContinualSpec | None = None
     evaluate: list[Named] = Field(default_factory=list)
+    loggers: list[Literal["csv", "tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=lambda: ["csv"], min_length=1,
+        description="Lightning loggers of every stage; the CSV log is always written")
     sweep: dict[str, list[Scalar]] = Field(
         default_factory=dict, description="key path -> values: one variant per combination "
                                           "(distill.config.sweep)")

@@ -5,6 +5,7 @@ any moment continues from its checkpoint; the Trainer's own arguments are checke
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import inspect
 import json
 import logging
@@ -144,7 +145,8 @@ class RunPlan:
 
 
 def resolved_config(exp: Experiment, seed: int) -> str:
-    return yaml.safe_dump({**exp.model_dump(mode="json", by_alias=True, exclude={"variants", "sweep"}),
+    return yaml.safe_dump({**exp.model_dump(mode="json", by_alias=True,
+                                             exclude={"variants", "sweep", "loggers"}),
                            "seed": seed}, sort_keys=False)
 
 
@@ -171,6 +173,42 @@ def checkpoint_epoch(path: Path) -> int | None:
         return int(SafeCheckpointIO().load_checkpoint(path)["epoch"])
 
 
+LOGGER_PACKAGES = {"tensorboard": ("tensorboardX", "tensorboard"), "mlflow": ("mlflow",),
+                   "wandb": ("wandb",)}
+
+
+def check_loggers(loggers: list[str]) -> None:
+    """Every logger the file asks for can be made here (its package is installed)."""
+    for i, name in enumerate(loggers):
+        packages = LOGGER_PACKAGES.get(name, ())
+        if packages and not any(importlib.util.find_spec(p) for p in packages):
+            extra = " (the loggers extra: pip install -e '.[loggers]')" if name == \
+                "tensorboard" else ""
+            raise ConfigError(f"loggers.{i}", f"{name} needs the {packages[0]} package, which is "
+                                              f"not installed: pip install {packages[0]}{extra}, "
+                                              f"or remove it")
+
+
+def other_loggers(exp: Experiment, run_dir: Path, label: str) -> list:
+    """The file's loggers besides the CSV log, all writing into the run's folder, offline:
+    TensorBoard events in ``tensorboard/`` (a resumed stage adds an event file, the earlier
+    ones stay), an MLflow file store in ``mlruns/``, Weights & Biases offline in ``wandb/``."""
+    loggers = []
+    for name in dict.fromkeys(exp.loggers):
+        if name == "tensorboard":
+            from lightning.pytorch.loggers import TensorBoardLogger
+            loggers.append(TensorBoardLogger(str(run_dir), name="tensorboard", version=""))
+        elif name == "mlflow":
+            from lightning.pytorch.loggers import MLFlowLogger
+            loggers.append(MLFlowLogger(experiment_name=exp.name, run_name=label,
+                                        tracking_uri=(run_dir / "mlruns").resolve().as_uri()))
+        elif name == "wandb":
+            from lightning.pytorch.loggers import WandbLogger
+            loggers.append(WandbLogger(project=exp.name, name=label, save_dir=str(run_dir),
+                                       offline=True))
+    return loggers
+
+
 def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> L.Trainer:
     """The Trainer of one stage: CSV logs and an epoch-end checkpoint (``last_checkpoint``) in
     ``run_dir``, written atomically, so an interrupted stage resumes from its last finished epoch."""
@@ -180,7 +218,8 @@ def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> 
     return L.Trainer(
         max_epochs=1 if plan.fast else exp.train.epochs,
         default_root_dir=str(run_dir),
-        logger=EpochLog(run_dir, through_epoch=checkpoint_epoch(last_checkpoint(run_dir))),
+        logger=[EpochLog(run_dir, through_epoch=checkpoint_epoch(last_checkpoint(run_dir))),
+                *other_loggers(exp, run_dir, label)],
         callbacks=[ModelCheckpoint(dirpath=str(last_checkpoint(run_dir).parent), filename="last",
                                    save_top_k=1, enable_version_counter=False),
                    *progress_callbacks(label, plan.progress_bar)],
