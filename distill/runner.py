@@ -284,8 +284,9 @@ def source_of(exp_dir: Path) -> tuple[str, list[str], list[str]]:
     return str(exp_dir / "experiment.yaml"), sets, sweeps
 
 
-def validate_builds(ef: ExperimentFile) -> None:
-    """Build every variant once (data, networks, dry forward, objective binding), training nothing."""
+def validate_builds(ef: ExperimentFile, without_data: bool = False) -> None:
+    """Build every variant once (data, networks, dry forward, objective binding), training
+    nothing; ``without_data``: sets read from files are stood in by their declared shapes."""
     quiet_lightning()
     for variant, exp in ef.variants.items():
         try:
@@ -300,7 +301,7 @@ def validate_builds(ef: ExperimentFile) -> None:
                                       f"false` says there are none; give `{prefix}.checkpoint` "
                                       f"instead")
             seeded(exp.seeds[0])
-            data = build_data(exp, exp.seeds[0])
+            data = build_data(exp, exp.seeds[0], without_data)
             tasks = check_continual(exp, data)
             teacher = build_teacher(exp, data, None)
             build_module(exp, data, teacher, tasks=tasks)

@@ -254,3 +254,10 @@ def test_long_tail_choice_depends_on_the_seed_only():
     assert not torch.equal(a, long_tail_indices(targets, 5, 0.2, seed=2))
     with pytest.raises(UserError, match="imbalance"):
         long_tail_indices(targets, 5, 0.0, seed=0)
+
+
+def test_an_image_folders_declared_classes_must_be_its_folders(tmp_path):
+    write_image_folder(tmp_path)
+    assert image_folder(root=str(tmp_path), image_size=8, num_classes=2).num_classes == 2
+    with pytest.raises(UserError, match="has 2 class folders, not 3"):
+        image_folder(root=str(tmp_path), image_size=8, num_classes=3)

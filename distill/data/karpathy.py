@@ -17,6 +17,7 @@ from pydantic import Field
 from torch.utils.data import Dataset
 
 from distill.data.base import Splits
+from distill.data.declared import stand_in
 from distill.data.pairs import ImageSet, PairSet, make_tokenizer
 from distill.data.vision import IMAGENET_MEAN, IMAGENET_STD
 from distill.errors import UserError, shorten
@@ -115,6 +116,29 @@ def karpathy_splits(root: str, split_file: str, image_size: int, captions_per_im
                   text_length=tokenizer.length)
 
 
+STAND_IN_VOCABULARY = 1000  # words, when the captions that decide it are not there
+
+
+def declared_pairs(image_size: int = 224, text_length: int = 32, captions_per_image: int = 5,
+                   **_) -> tuple[Splits, str]:
+    """Retrieval splits of 4 random images of ``image_size`` with their captions of random
+    tokens, for ``validate --without-data``."""
+    from distill.task_kinds.retrieval import Retrieval
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(4, 3, image_size, image_size, generator=generator)
+    image_of = torch.arange(4).repeat_interleave(captions_per_image)
+    tokens = torch.randint(2, STAND_IN_VOCABULARY, (len(image_of), text_length),
+                           generator=generator)
+    keys = torch.arange(4)
+    splits = Splits(PairSet(images, tokens, image_of, image_of), ImageSet(images, keys), image_of,
+                    keys, num_classes=4, input_shape=(3, image_size, image_size),
+                    kind=Retrieval(tokens, image_of), vocab_size=STAND_IN_VOCABULARY,
+                    text_length=text_length)
+    return splits, (f"images 3x{image_size}x{image_size}, captions of {text_length} tokens, "
+                    f"a stand-in vocabulary of {STAND_IN_VOCABULARY} words")
+
+
 Size = Annotated[int, Field(ge=8, le=1024)]
 Count = Annotated[int, Field(ge=1, le=100)]
 Words = Annotated[int, Field(ge=4, le=512)]
@@ -130,6 +154,10 @@ def flickr30k(root: str = "data/flickr30k", split_file: str = "dataset_flickr30k
     local Hugging Face folder."""
     return karpathy_splits(root, split_file, image_size, captions_per_image, list(train_splits),
                            test_split, text_length, tokenizer)
+
+
+stand_in("flickr30k")(declared_pairs)
+stand_in("coco")(declared_pairs)
 
 
 @datasets.register("coco")

@@ -23,6 +23,7 @@ from pydantic import Field
 from torch.utils.data import Dataset
 
 from distill.data.base import Splits
+from distill.data.declared import stand_in
 from distill.data.sequence_tokenizer import make_sequence_tokenizer
 from distill.errors import ConfigError, UserError, shorten
 from distill.registry import datasets
@@ -196,6 +197,21 @@ def read_examples(path: str, key: str, answer_marker: str) -> list[Example]:
         raise ConfigError(key, f"{shorten(path, 80)} holds no examples; give one JSON object "
                                f"per line")
     return examples
+
+
+@stand_in("rationale_jsonl")
+def _rationale_jsonl_declared(tokenizer: str = "pieces", answer_marker: str = "the answer is",
+                              max_length: int = 128, match: str = "exact",
+                              **_) -> tuple[Splits, str]:
+    """Four made-up problems with rationales and teacher samples, for ``validate
+    --without-data``; the built-in tokenizer stands in for a tokenizer folder."""
+    train = [Example(f"{a} plus {b}", str(a + b), f"{a} + {b} = {a + b}. {answer_marker} {a + b}",
+                     [(f"{a} + {b} = {a + b}. {answer_marker} {a + b}", str(a + b))])
+             for a, b in ((1, 2), (3, 4), (5, 6), (7, 8))]
+    test = [Example(e.input, e.label, e.rationale) for e in train]
+    splits = rationale_splits(train, test, tokenizer if tokenizer == "pieces" else "pieces",
+                              answer_marker, max_length, match)
+    return splits, "four made-up problems, the built-in tokenizer"
 
 
 @datasets.register("rationale_jsonl")

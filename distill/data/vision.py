@@ -10,13 +10,16 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch.utils.data import Dataset
 
 from distill.data.base import Splits
-from distill.errors import UserError
+from distill.data.declared import shape_text, shaped, stand_in
+from distill.errors import ConfigError, UserError
 from distill.registry import datasets
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -162,6 +165,17 @@ def cifar100(root: str, download: bool = False, augment: bool = True) -> Splits:
     return _cifar(_CIFAR100, root, download, augment)
 
 
+def _declared(input_shape: tuple, num_classes: int):
+    def declared(augment: bool = False, **_) -> tuple[Splits, str]:
+        return shaped(input_shape, num_classes, augment), shape_text(input_shape, num_classes)
+    return declared
+
+
+for _name, _shape, _classes in (("cifar10", (3, 32, 32), 10), ("cifar100", (3, 32, 32), 100),
+                                ("mnist", (1, 28, 28), 10), ("fashion_mnist", (1, 28, 28), 10)):
+    stand_in(_name)(_declared(_shape, _classes))
+
+
 # --- MNIST and Fashion-MNIST --------------------------------------------------------------------
 
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -213,10 +227,23 @@ def _folder(path: Path, transform):
         raise UserError(f"{path}: {e}") from None
 
 
+@stand_in("image_folder")
+def _image_folder_declared(image_size: int = 224, augment: bool = True,
+                           num_classes: int | None = None, **_) -> tuple[Splits, str]:
+    if num_classes is None:
+        raise ConfigError("data.num_classes", "an image folder's classes are its folders; to "
+                                              "validate without them give data.num_classes")
+    shape = (3, image_size, image_size)
+    return shaped(shape, num_classes, augment), shape_text(shape, num_classes)
+
+
 @datasets.register("image_folder")
 def image_folder(root: str, train_dir: str = "train", test_dir: str = "val", image_size: int = 224,
-                 augment: bool = True) -> Splits:
-    """One folder per class under <root>/<train_dir> and <root>/<test_dir> (ImageNet layout)."""
+                 augment: bool = True,
+                 num_classes: Annotated[int, Field(ge=2, le=1_000_000)] | None = None) -> Splits:
+    """One folder per class under <root>/<train_dir> and <root>/<test_dir> (ImageNet layout);
+    ``num_classes``, when given, must be the number of class folders (``validate
+    --without-data`` needs it)."""
     from torchvision.transforms import v2
 
     test_tf = _normalised(IMAGENET_MEAN, IMAGENET_STD, v2.Resize(round(image_size / 0.875)),
@@ -230,5 +257,9 @@ def image_folder(root: str, train_dir: str = "train", test_dir: str = "val", ima
         only_test = sorted(set(test.classes) - set(train.classes))
         raise UserError(f"{test.root} must have the same class folders as {train.root}; only in "
                         f"{train_dir}: {only_train}, only in {test_dir}: {only_test}")
+    if num_classes is not None and num_classes != len(train.classes):
+        raise ConfigError("data.num_classes", f"{train.root} has {len(train.classes)} class "
+                                              f"folders, not {num_classes}; give "
+                                              f"num_classes: {len(train.classes)}")
     return Splits(train, test, torch.tensor(train.targets), torch.tensor(test.targets),
                   len(train.classes), (3, image_size, image_size), augmented=augment)

@@ -12,6 +12,7 @@ import torch
 
 from distill.config.schema import Experiment, NetSpec
 from distill.data.base import DataModule, Splits
+from distill.data.declared import STAND_INS
 from distill.engine.module import DistillationModule, Term
 from distill.errors import ConfigError, UserError, shorten
 from distill.contracts import BindContext, ModelOutput
@@ -29,12 +30,17 @@ def _splits(name: str, params_json: str) -> Splits:
     return datasets.get(name).target(**json.loads(params_json))
 
 
-def build_data(exp: Experiment, seed: int) -> DataModule:
-    """The experiment's data module; dataset loading is cached within the process."""
+def build_data(exp: Experiment, seed: int, without_data: bool = False) -> DataModule:
+    """The experiment's data module; dataset loading is cached within the process.
+    ``without_data``: a set read from files is stood in by its declared shapes and classes
+    (:mod:`distill.data.declared`)."""
     spec = exp.data
     with user_values("data.root" if "root" in spec.params() else "data"):
         try:
-            splits = _splits(spec.name, json.dumps(spec.params(), sort_keys=True))
+            if without_data and spec.name in STAND_INS:
+                splits, _ = STAND_INS[spec.name](**spec.params())
+            else:
+                splits = _splits(spec.name, json.dumps(spec.params(), sort_keys=True))
         except UserError as e:
             if not e.key and not e.file:  # an error in a data file already names it
                 e.key = "data.root" if "root" in spec.params() else "data"
