@@ -59,3 +59,26 @@ def test_an_unknown_logger_is_one_line(tmp_path, capsys):
     assert main(["validate", str(write(tmp_path, "[csv, neptune]"))]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "loggers.1" in err and "tensorboard" in err, err
+
+
+def test_mlflow_records_every_epoch_in_the_runs_file_store(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "runs"
+    assert main(["run", str(write(tmp_path, "[csv, mlflow]")), "--out", str(out)]) == 0
+    store = out / "logged" / "default" / "seed0" / "mlruns"
+    client = MlflowClient(store.resolve().as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("logged").experiment_id])
+    assert run.info.run_name == "default s0"
+    assert len(client.get_metric_history(run.info.run_id, "val/acc")) == 2  # both epochs
+
+
+def test_wandb_writes_an_offline_run_in_the_runs_folder(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "runs"
+    assert main(["run", str(write(tmp_path, "[csv, wandb]")), "--out", str(out)]) == 0
+    runs = list((out / "logged" / "default" / "seed0" / "wandb").glob("offline-run-*/*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0

@@ -174,7 +174,7 @@ def checkpoint_epoch(path: Path) -> int | None:
 
 
 LOGGER_PACKAGES = {"tensorboard": ("tensorboardX", "tensorboard"), "mlflow": ("mlflow",),
-                   "wandb": ("wandb",)}
+                   "wandb": ("wandb",)}  # what each logger imports (the loggers extra)
 
 
 def check_loggers(loggers: list[str]) -> None:
@@ -182,17 +182,16 @@ def check_loggers(loggers: list[str]) -> None:
     for i, name in enumerate(loggers):
         packages = LOGGER_PACKAGES.get(name, ())
         if packages and not any(importlib.util.find_spec(p) for p in packages):
-            extra = " (the loggers extra: pip install -e '.[loggers]')" if name == \
-                "tensorboard" else ""
             raise ConfigError(f"loggers.{i}", f"{name} needs the {packages[0]} package, which is "
-                                              f"not installed: pip install {packages[0]}{extra}, "
-                                              f"or remove it")
+                                              f"not installed: pip install -e '.[loggers]', or "
+                                              f"remove it")
 
 
 def other_loggers(exp: Experiment, run_dir: Path, label: str) -> list:
-    """The file's loggers besides the CSV log, all writing into the run's folder, offline:
+    """The file's loggers besides the CSV log, writing into the run's folder, offline:
     TensorBoard events in ``tensorboard/`` (a resumed stage adds an event file, the earlier
-    ones stay), an MLflow file store in ``mlruns/``, Weights & Biases offline in ``wandb/``."""
+    ones stay), an MLflow file store in ``mlruns/`` (the server of ``MLFLOW_TRACKING_URI`` when
+    that is set), Weights & Biases offline in ``wandb/``."""
     loggers = []
     for name in dict.fromkeys(exp.loggers):
         if name == "tensorboard":
@@ -200,8 +199,12 @@ def other_loggers(exp: Experiment, run_dir: Path, label: str) -> list:
             loggers.append(TensorBoardLogger(str(run_dir), name="tensorboard", version=""))
         elif name == "mlflow":
             from lightning.pytorch.loggers import MLFlowLogger
+            uri = os.environ.get("MLFLOW_TRACKING_URI")
+            if uri is None:  # MLflow 3 keeps its file store working only when asked
+                os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+                uri = (run_dir / "mlruns").resolve().as_uri()
             loggers.append(MLFlowLogger(experiment_name=exp.name, run_name=label,
-                                        tracking_uri=(run_dir / "mlruns").resolve().as_uri()))
+                                        tracking_uri=uri))
         elif name == "wandb":
             from lightning.pytorch.loggers import WandbLogger
             loggers.append(WandbLogger(project=exp.name, name=label, save_dir=str(run_dir),
