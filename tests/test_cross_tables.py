@@ -117,3 +117,12 @@ def test_tasks_as_columns_show_a_continual_run_after_each_task(tmp_path, capsys)
     assert doc["metrics"] == ["task 1", "task 2", "task 3"]
     prd = next(row for row in doc["rows"] if row["variant"] == "prd")
     assert prd["task 2"]["mean"] == pytest.approx(80.5) and prd["task 3"]["delta"] == 5.0
+
+
+def test_rows_of_metrics_have_no_direction_and_json_names_the_measured_metric(runs, capsys):
+    assert main(["compare", str(runs), "--rows", "metric", "--columns", "experiment",
+                 "--format", "md"]) == 0
+    header = capsys.readouterr().out.splitlines()[2]
+    assert "↑" not in header and "digits" in header
+    doc = table(runs, capsys, "--columns", "experiment")
+    assert doc["measured"] == "top1"

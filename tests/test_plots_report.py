@@ -111,3 +111,22 @@ def test_without_matplotlib_plot_says_which_extra(tmp_path, capsys, monkeypatch)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert main(["plot", str(tmp_path / "x")]) == 2
     assert "plots extra" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage,words", [
+    (lambda run: (run / "logs" / "metrics.csv").write_bytes(b"epoch,val/acc\n0,\xff\n"),
+     ["metrics.csv", "damaged"]),
+    (lambda run: (run / "metrics.json").write_text("{not json"), ["metrics.json", "damaged"]),
+    (lambda run: (run / "metrics.json").write_text("[1, 2]"), ["metrics.json", "no metrics"]),
+])
+def test_a_damaged_run_file_is_one_line(tmp_path, capsys, damage, words):
+    ResultsStore(tmp_path / "results.sqlite").record("x", "ce", 0, {"top1": 1.0})
+    run = tmp_path / "x" / "ce" / "seed0"
+    (run / "logs").mkdir(parents=True)
+    (run / "logs" / "metrics.csv").write_text("epoch,step,val/acc\n0,1,50.0\n1,2,60.0,extra\n")
+    (run / "metrics.json").write_text("{}")
+    assert main(["plot", str(tmp_path / "x")]) == 0  # a row longer than the header is skipped
+    damage(run)
+    assert main(["plot", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and all(w in err for w in words), err

@@ -44,7 +44,7 @@ def test_only_the_shared_seeds_are_pairs_and_fewer_than_three_are_not_tested():
     test = paired_test({0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0}, {2: 1.0, 3: 1.5, 4: 9.0})
     assert test.n == 2 and test.mean_difference == pytest.approx(2.25)
     assert test.t is None and test.p is None and test.significant(0.05) is None
-    assert paired_test({0: 1.0}, {1: 1.0}) is None
+    assert paired_test({0: 1.0}, {1: 1.0}).n == 0 and paired_test({0: 1.0}, {1: 1.0}).p is None
 
 
 def test_differences_all_equal_are_certain_and_none_at_all_is_no_difference():
@@ -156,3 +156,27 @@ def test_a_bad_level_is_one_line(tmp_path, capsys, args, words):
     assert main(["compare", str(tmp_path)] + args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and all(w in err for w in words), err
+
+
+def test_a_diverged_seed_is_not_a_pair_and_json_stays_valid():
+    values = {"ce": [70.0, 71.0, 72.0, 73.0], "kd": [71.0, 72.5, float("nan"), 74.0]}
+    table = MethodTable.from_rows(rows(values), baseline="ce", alpha=0.05)
+    test = table.test("kd", "top1")
+    assert test.n == 3  # seed 2 (NaN) left out
+    assert test.p == pytest.approx(stats.ttest_rel([71.0, 72.5, 74.0], [70.0, 71.0, 73.0]).pvalue)
+    json.loads(to_json(table))  # no NaN in the JSON
+
+
+def test_a_row_sharing_no_seed_with_the_baseline_is_marked_untested():
+    values = {"ce": [70.0, 71.0, 72.0], "kd": [71.0, 72.0, 73.0]}
+    table = MethodTable.from_rows(rows(values, seeds={"kd": [3, 4, 5]}), baseline="ce",
+                                  alpha=0.05)
+    assert table.test("kd", "top1").n == 0
+    assert "+1.00 n<3" in to_markdown(table)
+    kd = next(r for r in json.loads(to_json(table))["rows"] if r["variant"] == "kd")["top1"]
+    assert kd["pairs"] == 0 and kd["p"] is None and kd["significant"] is None
+
+
+def test_the_level_is_written_as_given():
+    table = MethodTable.from_rows(rows({"ce": [70.0, 71.0, 72.0]}), level=0.975)
+    assert "97.5% confidence interval" in to_markdown(table)

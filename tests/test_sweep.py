@@ -75,21 +75,21 @@ def test_a_4_by_2_sweep_runs_as_8_variants_and_the_table_marks_the_best(tmp_path
     config = (exp_dir / "temperature_2-lr_0.01" / "seed0" / "config.yaml").read_text()
     assert "temperature: 2" in config and "lr: 0.01" in config and "sweep" not in config
     assert main(["compare", str(exp_dir), "--format", "json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
-    rows = {r["variant"]: r for r in doc["sw"]["rows"]} if "sw" in doc else \
-        {r["variant"]: r for r in doc["rows"]}
+    rows = {r["variant"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
     means = {v: r["top1"]["mean"] for v, r in rows.items() if v.startswith("temperature_")}
     best = max(means.values())
-    assert {v for v, r in rows.items() if r["top1"]["best"]} <= \
-        {v for v, m in means.items() if m == best} | {"ce-only"}
-    grid = doc["sw: the sweep"]
-    assert grid["metrics"] == ["0.01", "0.05"]
-    cells = [(r["variant"], c, r[c]) for r in grid["rows"] for c in grid["metrics"]]
-    assert len(cells) == 8
-    marked = [(v, c) for v, c, cell in cells if cell["best"]]
-    assert len(marked) >= 1 and all(
-        rows[f"temperature_{v.split(' = ')[1]}-lr_{c}"]["top1"]["mean"] == best
-        for v, c in marked)
+    assert {v for v, r in rows.items() if r["top1"]["best"]} == \
+        {v for v, m in list(means.items()) + [("ce-only", rows["ce-only"]["top1"]["mean"])]
+         if m == max(best, rows["ce-only"]["top1"]["mean"])}
+    assert main(["compare", str(exp_dir), "--format", "md"]) == 0
+    grid = capsys.readouterr().out.split("sw: the sweep")[1].splitlines()
+    assert grid[2].startswith("| top1: temperature \\ lr | 0.01 ↑ | 0.05 ↑ |")
+    cells = [line.split(" | ")[1:] for line in grid[4:8]]
+    assert [line.split(" | ")[0] for line in grid[4:8]] == [
+        f"| temperature = {t}" for t in (1, 2, 4, 8)]
+    bold = [(t, lr) for t, row in zip((1, 2, 4, 8), cells)
+            for lr, cell in zip(("0.01", "0.05"), row) if cell.startswith("**")]
+    assert bold and all(means[f"temperature_{t}-lr_{lr}"] == best for t, lr in bold)
     assert "the sweep" in printed and "temperature \\ lr" in printed
 
 
@@ -123,3 +123,39 @@ def test_a_bad_sweep_is_one_line(tmp_path, capsys, args, change, words):
     assert main(["validate", str(write(tmp_path, text)), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and all(w in err for w in words), err
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--sweep", "objectives.1.temperature=4,4.0"], ["listed twice"]),
+    (["--sweep", "train.optimizer.lr=0.1,'0.1'"], ["same variant", "lr_0.1"]),
+    (["--sweep", "train.optimzer.lr=0.1"], ["--sweep train.optimzer.lr=0.1", "optimzer"]),
+])
+def test_sweep_values_that_collide_and_command_line_mistakes_are_one_line(tmp_path, capsys,
+                                                                          args, words):
+    text = SWEPT.replace("sweep:\n  objectives.1.temperature: [1, 2, 4, 8]\n"
+                         "  train.optimizer.lr: [0.01, 0.05]\n", "")
+    assert main(["validate", str(write(tmp_path, text)), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and all(w in err for w in words), err
+
+
+def test_a_sweep_inside_a_variant_is_refused(tmp_path, capsys):
+    text = SWEPT.replace("  ce-only: {objectives: [{name: ce}]}\n",
+                         "  ce-only: {objectives: [{name: ce}], sweep: {train.epochs: [1, 2]}}\n")
+    assert main(["validate", str(write(tmp_path, text))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "variants.ce-only.sweep" in err and "top of the file" in err, err
+
+
+def test_the_grid_is_left_out_of_csv_and_json(tmp_path, capsys):
+    out = tmp_path / "runs"
+    text = SWEPT.replace("[1, 2, 4, 8]", "[1, 2]")
+    assert main(["run", str(write(tmp_path, text)), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(out / "sw"), "--format", "json"]) == 0
+    assert "rows" in json.loads(capsys.readouterr().out)  # one table, not one per name
+    assert main(["compare", str(out / "sw"), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len({len(line.split(",")) for line in lines}) == 1
+    assert main(["compare", str(out / "sw"), "--format", "md"]) == 0
+    assert "temperature \\ lr" in capsys.readouterr().out

@@ -248,13 +248,19 @@ def load_experiment(path: str, sets: list[str] = (), only: list[str] | None = No
         if problem:
             raise loc.error(("variants", name), problem)
     plain = {k: v for k, v in data.items() if k not in ("variants", "sweep")}
-    swept = dict(combinations(base.sweep)) if base.sweep else {}
+    combos = combinations(base.sweep) if base.sweep else []
+    swept = dict(combos)
     for name in swept:
         problem = name_problem(name, "variant") or (
             f"{name} is also a variant of the file; rename that variant"
             if name in base.variants else None)
         if problem:
-            raise loc.error(("sweep",), f"a variant of the sweep: {problem}")
+            raise loc.error(sweep_key(swept[name], loc), f"a variant of the sweep: {problem}")
+    if len(swept) < len(combos):
+        twice = next(n for i, (n, _) in enumerate(combos) if n in dict(combos[:i]))
+        raise loc.error(sweep_key(swept[twice], loc), f"two values of the sweep make the same "
+                                                      f"variant {twice}; give values that differ "
+                                                      f"in writing too")
     names = list(base.variants) + list(swept) or [DEFAULT_VARIANT]
     for name in only or []:
         if name not in names:
@@ -273,6 +279,10 @@ def load_experiment(path: str, sets: list[str] = (), only: list[str] | None = No
         override = base.variants.get(name, {})
         if not isinstance(override, dict):
             raise loc.error(("variants", name), "a variant is a mapping of keys to override")
+        for key in ("variants", "sweep"):
+            if key in override:
+                raise loc.error(("variants", name, key), f"a variant cannot hold `{key}:`; give "
+                                                         f"it at the top of the file")
         variants[name] = base if name == DEFAULT_VARIANT else \
             _validate(deep_merge(plain, override), loc, name)
     return ExperimentFile(path, base, variants, data, loc, list(sets), list(sweeps))
@@ -287,5 +297,11 @@ def swept_variant(plain: dict, chosen: dict, name: str, loc: "_Locator") -> Expe
             assign(data, key, value)
         return _validate(data, loc, None)
     except UserError as e:
-        raise loc.error(("sweep",), f"variant {name}: {e.key + ': ' if e.key else ''}"
-                                    f"{e.message}") from None
+        raise loc.error(sweep_key(chosen, loc), f"variant {name}: {e.key + ': ' if e.key else ''}"
+                                                f"{e.message}") from None
+
+
+def sweep_key(chosen: dict, loc: "_Locator") -> tuple:
+    """Where a sweep's error is shown: a ``--sweep`` option of the combination when there is
+    one, else the file's ``sweep:``."""
+    return next((("sweep", key) for key in chosen if ("sweep", key) in loc.sets), ("sweep",))

@@ -186,7 +186,7 @@ class Experiment(Strict):
                                  f"as objectives.1.temperature or train.optimizer.lr")
             if not 1 <= len(values) <= 64:
                 raise ValueError(f"{key}: give 1 to 64 values, not {len(values)}")
-            if len(set(map(repr, values))) != len(values):
+            if len({(type(v) is bool, v) for v in values}) != len(values):  # 4 and 4.0 alike
                 raise ValueError(f"{key}: a value is listed twice")
             combos *= len(values)
         if combos > MAX_VARIANTS:

@@ -39,20 +39,40 @@ def read_log(run_dir: Path) -> dict[str, dict[int, float]]:
     series: dict[str, dict[int, float]] = {}
     if not log.is_file():
         return series
-    with open(log, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
+    try:
+        with open(log, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise UserError(f"is damaged ({type(e).__name__}); it is written by `distill run`: run "
+                        f"that stage again", file=str(log)) from None
+    for row in rows:
+        try:
+            epoch = int(row.get("epoch") or "")
+        except (TypeError, ValueError):
+            continue
+        for column, text in row.items():
+            if not isinstance(column, str) or not isinstance(text, str) or not text or \
+                    column in ("epoch", "step"):
+                continue  # a row longer or shorter than the header
             try:
-                epoch = int(row.get("epoch") or "")
+                series.setdefault(column, {})[epoch] = float(text)
             except ValueError:
                 continue
-            for column, text in row.items():
-                if column in ("epoch", "step") or not text:
-                    continue
-                try:
-                    series.setdefault(column, {})[epoch] = float(text)
-                except ValueError:
-                    continue
     return series
+
+
+def read_metrics(run_dir: Path) -> dict:
+    """A run's metrics.json; a damaged one is one line naming it."""
+    path = run_dir / "metrics.json"
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"is damaged ({type(e).__name__}); it is written by `distill run`: "
+                        f"delete its folder to run it again", file=str(path)) from None
+    if not isinstance(found, dict):
+        raise UserError("holds no metrics (not a JSON object); it is written by `distill run`: "
+                        "delete its folder to run it again", file=str(path))
+    return found
 
 
 def variant_runs(exp_dir: Path) -> dict[str, list[Path]]:
@@ -163,13 +183,20 @@ def plot_experiment(exp_dir: Path, out_dir: Path | None = None) -> list[Path]:
             f"{name}: {variant}, training terms per epoch (mean over seeds, band: range)",
             "value (before its weight; loss: the weighted sum)",
             out_dir / f"terms-{variant}.png", log=True))
-    metrics = {variant: [json.loads((seed / "metrics.json").read_text(encoding="utf-8"))
-                         for seed in seeds] for variant, seeds in runs.items()}
+    metrics = {variant: [read_metrics(seed) for seed in seeds] for variant, seeds in runs.items()}
     for variant, found in metrics.items():
-        written.append(matrix_figure(variant, found, name,
-                                     out_dir / f"accuracy-matrix-{variant}.png"))
+        try:
+            written.append(matrix_figure(variant, found, name,
+                                         out_dir / f"accuracy-matrix-{variant}.png"))
+        except (TypeError, ValueError, IndexError, KeyError):
+            raise UserError(f"{exp_dir / variant}: an accuracy matrix (R in metrics.json) is "
+                            f"damaged; delete that run's folder to run it again") from None
     written.append(retrieval_figure(metrics, name, out_dir / "retrieval.png"))
-    return [path for path in written if path is not None]
+    written = [path for path in written if path is not None]
+    if not written:
+        raise UserError(f"{exp_dir}: nothing to draw: its runs have no per-epoch log "
+                        f"(logs/metrics.csv), accuracy matrix or retrieval metrics")
+    return written
 
 
 def matrix_figure(variant: str, found: list[dict], name: str, path: Path) -> Path | None:

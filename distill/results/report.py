@@ -86,8 +86,8 @@ def kept_sweep(exp_dir: Path) -> dict[str, list]:
         for option in options:
             key, values = parse_sweep_option(option)
             sweep[key] = values
-    except (OSError, ValueError, KeyError, TypeError, UserError):
-        pass
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UserError):
+        pass  # a damaged source.json: the grid is a nicety
     return {k: v for k, v in sweep.items() if isinstance(v, list)}
 
 
@@ -154,7 +154,7 @@ def pivoted(rows: list[dict], by_row: str, by_column: str, metrics: list[str] | 
         if metrics and len(metrics) > 1:
             raise UserError(f"a table of {by_row} x {by_column} shows one metric; give one "
                             f"--metric (available: {', '.join(available)})")
-        measured = metrics[0] if metrics else available[0]
+        measured = metrics[0] if metrics else "top1" if "top1" in available else available[0]
         if measured not in available:
             from distill.registry import nearest
             raise UserError(f"no metric {measured!r} in the results"
@@ -223,7 +223,8 @@ def comparison(target: Path, fmt: str = "table", metrics: list[str] | None = Non
                                  order or variant_order(folder[name]), baseline_if_present,
                                  level, alpha)
             tables.append((name, table))
-            grid = sweep_grid(rows_of[name], kept_sweep(folder[name]), table.metrics[0], level)
+            grid = (sweep_grid(rows_of[name], kept_sweep(folder[name]), table.metrics[0], level)
+                    if fmt in ("table", "md", "html") else None)  # one table per CSV or JSON
             if grid is not None:
                 tables.append((f"{name}: the sweep", grid))
     else:

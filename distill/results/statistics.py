@@ -38,16 +38,16 @@ class PairedTest:
         return None if self.p is None else self.p < alpha
 
 
-def paired_test(variant: dict[int, float], baseline: dict[int, float]) -> PairedTest | None:
+def paired_test(variant: dict[int, float], baseline: dict[int, float]) -> PairedTest:
     """Paired t-test of ``variant`` against ``baseline`` (values by seed) over the seeds both
     have: ``t = mean(d) / (s_d / sqrt(n))`` with ``d`` the per-seed differences, n - 1 degrees of
     freedom. Differences all equal give t = 0 (p = 1) when zero, else an infinite t (p = 0).
-    None when they share no seed."""
-    seeds = sorted(set(variant) & set(baseline))
-    if not seeds:
-        return None
+    A seed whose value is not finite on either side (a diverged run) is not a pair; no pair at
+    all is an untested result with n = 0."""
+    seeds = sorted(s for s in set(variant) & set(baseline)
+                   if math.isfinite(variant[s]) and math.isfinite(baseline[s]))
     d = np.array([variant[s] - baseline[s] for s in seeds], dtype=float)
-    mean = float(d.mean())
+    mean = float(d.mean()) if len(d) else math.nan
     if len(d) < MIN_PAIRS:
         return PairedTest(len(d), mean, None, None)
     s = float(d.std(ddof=1))

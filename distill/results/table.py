@@ -252,7 +252,7 @@ class MethodTable:
     def caption(self) -> str:
         """What the cells mean, then the metric definitions from ``notes``."""
         spread = ("sample std" if self.level is None else
-                  f"half-width of the {self.level:.0%} confidence interval (t-distribution, "
+                  f"half-width of the {self.level * 100:g}% confidence interval (t-distribution, "
                   f"n - 1 degrees of freedom)")
         marked = ("; best per column marked" if self.compares else
                   "; the best cell marked" if self.grid else "")
@@ -285,10 +285,14 @@ def header(column: str, metric: str | None = None) -> str:
 
 
 def titles(table: MethodTable, escape=plain) -> list[str]:
-    """The column titles: each metric, and its difference to the baseline where there is one."""
-    return [table.row_title] + [escape(title) for column in table.metrics
-                                for title in (header(column, table.metric_of(column)),
-                                              f"Δ {column}")[:2 if table.differs(column) else 1]]
+    """The column titles: each metric (with its direction, unless the rows are the metrics), and
+    its difference to the baseline where there is one."""
+    def title(column: str) -> str:
+        return column if table.row_title == "metric" else header(column, table.metric_of(column))
+
+    return [table.row_title] + [escape(t) for column in table.metrics
+                                for t in (title(column), f"Δ {column}")[
+                                    :2 if table.differs(column) else 1]]
 
 
 def cell_text(cell: Cell | None, spread: float | None, strong=plain, escape=plain) -> str:
@@ -436,7 +440,7 @@ def records(table: MethodTable) -> list[dict]:
                 "ci": number(table.spread(cell)) if cell and table.level is not None else None,
                 "pairs": test.n if test else None,
                 "t": number(test.t) if test and test.t is not None else None,
-                "p": test.p if test else None,
+                "p": number(test.p) if test and test.p is not None else None,
                 "significant": test.significant(table.alpha) if test else None,
             }
             record[metric] = {name: values[name] for name in record_fields(table)}
@@ -450,8 +454,8 @@ def to_json(table: MethodTable) -> str:
     seed)."""
     document = {"metrics": table.metrics, "baseline": table.baseline, "notes": table.notes,
                 "rows": records(table)}
-    document.update({k: v for k, v in (("level", table.level), ("alpha", table.alpha))
-                     if v is not None})
+    document.update({k: v for k, v in (("level", table.level), ("alpha", table.alpha),
+                                       ("measured", table.measured)) if v is not None})
     return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
