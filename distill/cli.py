@@ -33,6 +33,13 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _jobs(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"--jobs takes a number of processes from 1 to 64, got "
+                                         f"{shorten(text)}")
+    return int(text)
+
+
 def _fraction(flag: str):
     """A number strictly between 0 and 1 for ``flag`` (a confidence level, a significance level)."""
     def parse(text: str) -> float:
@@ -96,10 +103,67 @@ def cmd_run(args) -> int:
         raise UserError("--out '': give the folder the runs go to, e.g. --out runs")
     ef = _load(args)
     out = Path(args.out) / "_fast" if args.fast else Path(args.out)
-    run_experiment(ef, out, args.seeds, RunPlan(fast=args.fast), say=_say)
+    jobs = start_jobs(args, out / ef.base.name) if getattr(args, "jobs", 1) > 1 else []
+    try:
+        run_experiment(ef, out, args.seeds, RunPlan(fast=args.fast), say=_say)
+    finally:
+        failed = finish_jobs(jobs)
+    if failed:
+        raise UserError(f"{failed}; the runs it left are finished by running the same command "
+                        f"again")
     print()
     _print_table(out / ef.base.name, "table", None, baseline=ef.baseline, order=list(ef.variants),
                  baseline_if_present=True)
+    return 0
+
+
+def start_jobs(args, exp_dir: Path) -> list:
+    """``--jobs N``: N - 1 more processes running the same command, each logging to
+    ``<exp_dir>/jobs/job<k>.log``; the run folders' locks share the grid between them."""
+    import subprocess
+
+    command = [sys.executable, "-m", "distill.cli", "run", args.file, "--out", str(args.out)]
+    for flag, values in (("--set", args.set), ("--sweep", args.sweep), ("--variant", args.variant)):
+        for value in values or []:
+            command += [flag, value]
+    if args.seeds:
+        command += ["--seeds", ",".join(map(str, args.seeds))]
+    if args.fast:
+        command.append("--fast")
+    logs = exp_dir / "jobs"
+    logs.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for k in range(1, args.jobs):
+        log = open(logs / f"job{k}.log", "w", encoding="utf-8")
+        jobs.append((k, log, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)))
+    _say(f"--jobs {args.jobs}: {args.jobs - 1} more processes share the grid, logging to {logs}")
+    return jobs
+
+
+def finish_jobs(jobs: list) -> str | None:
+    """Wait for the processes of ``--jobs`` (stopping them when this one is interrupted); what
+    went wrong with them, or None."""
+    failed = []
+    try:
+        for k, log, process in jobs:
+            if process.wait() != 0:
+                failed.append(f"job {k} stopped with exit status {process.returncode} (its log: "
+                              f"{log.name})")
+    except BaseException:
+        for _, _, process in jobs:
+            process.terminate()
+        raise
+    finally:
+        for _, log, _ in jobs:
+            log.close()
+    return "; ".join(failed) or None
+
+
+def cmd_rebuild(args) -> int:
+    from distill.results.rebuild import rebuild_store
+
+    path, count = rebuild_store(Path(args.out))
+    print(f"{path}: rebuilt from {count} finished stages")
     return 0
 
 
@@ -262,6 +326,8 @@ def parser() -> argparse.ArgumentParser:
                           "the file's sweep:), named after them (repeatable)")
     run.add_argument("--fast", action="store_true",
                      help="one epoch of a few batches per stage, under <out>/_fast, to check a file")
+    run.add_argument("--jobs", type=_jobs, default=1, metavar="N",
+                     help="run the variants x seeds in N local processes (default 1)")
     run.add_argument("--resume", action="store_true",
                      help="continue where an interrupted run stopped (what re-running does anyway)")
     run.set_defaults(func=cmd_run)
@@ -294,6 +360,11 @@ def parser() -> argparse.ArgumentParser:
                                             "t-test over the shared seeds; mark those not "
                                             "significant at ALPHA (default 0.05)")
     cmp_.set_defaults(func=cmd_compare)
+
+    rebuild = sub.add_parser("rebuild", help="make the results store of an output root again "
+                                             "from its run folders' metrics.json files")
+    rebuild.add_argument("out", nargs="?", default="runs")
+    rebuild.set_defaults(func=cmd_rebuild)
 
     plot = sub.add_parser("plot", help="PNG figures of runs/<name>: validation curves, loss "
                                        "terms, accuracy matrices (the plots extra)")

@@ -22,12 +22,12 @@ from distill.engine.build import (build_data, build_module, build_teacher, seede
                                   teacher_net_spec, teacher_parts)
 from distill.atomic_write import atomic_save, atomic_write_text
 from distill.engine.run_lock import RunLock
-from distill.engine.stage import (TEACHER_METRICS, RunPlan, check_loggers, check_run_folder,
-                                  check_trainer_keys, fingerprint, fit, quiet_lightning)
+from distill.engine.stage import (RunPlan, check_loggers, check_run_folder, check_trainer_keys,
+                                  fingerprint, fit, quiet_lightning)
 from distill.errors import ConfigError, UserError, shorten
 from distill.registry import objectives, teachers
 from distill.results.store import ResultsStore
-from distill.results.table import teacher_row
+from distill.results.recording import numeric, record_stage
 
 
 def read_json(path: Path):
@@ -118,16 +118,8 @@ def ensure_teacher(exp: Experiment, exp_dir: Path, plan: RunPlan, store: Results
         metrics, module = fit(teacher_stage(exp), exp.teacher.seed, base_dir, label, plan)
         atomic_save({"state_dict": module.student.net.state_dict(),
                      "net": teacher_net_spec(exp).model_dump(), "metrics": metrics}, weights)
-        store.record(exp.name, label, exp.teacher.seed, _numeric(metrics))
+        store.record(exp.name, label, exp.teacher.seed, numeric(metrics))
     return str(weights)
-
-
-BOOKKEEPING = {"epochs", "train_seconds", "history"}
-
-
-def _numeric(metrics: dict) -> dict:
-    """The metrics that go to the results store (not the bookkeeping)."""
-    return {k: float(v) for k, v in metrics.items() if k not in BOOKKEEPING}
 
 
 @dataclass
@@ -158,11 +150,8 @@ class Run:
             say(f"{variant} seed {seed}: training -> {self.run_dir}")
             metrics, _ = fit(exp, seed, self.run_dir, f"{variant} s{seed}", plan,
                              self.teacher_weights)
-        teacher = metrics.pop(TEACHER_METRICS, None)
-        store.record(exp.name, variant, seed, _numeric(metrics))
-        if teacher:  # a co-trained or ensemble teacher's accuracy: a row of its own
-            store.record(exp.name, teacher_row(variant), seed, _numeric(teacher))
-        return {"variant": variant, "seed": seed, **_numeric(metrics)}
+        return {"variant": variant, "seed": seed,
+                **record_stage(store, exp.name, variant, seed, metrics)}
 
 
 def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan: RunPlan,
