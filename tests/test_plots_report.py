@@ -117,7 +117,7 @@ def test_without_matplotlib_plot_says_which_extra(tmp_path, capsys, monkeypatch)
     (lambda run: (run / "logs" / "metrics.csv").write_bytes(b"epoch,val/acc\n0,\xff\n"),
      ["metrics.csv", "damaged"]),
     (lambda run: (run / "metrics.json").write_text("{not json"), ["metrics.json", "damaged"]),
-    (lambda run: (run / "metrics.json").write_text("[1, 2]"), ["metrics.json", "no metrics"]),
+    (lambda run: (run / "metrics.json").write_text("[1, 2]"), ["metrics.json", "not a JSON object"]),
 ])
 def test_a_damaged_run_file_is_one_line(tmp_path, capsys, damage, words):
     ResultsStore(tmp_path / "results.sqlite").record("x", "ce", 0, {"top1": 1.0})

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from distill.errors import UserError
+from distill.results.recording import read_object
 from distill.results.table import is_reference
 
 PLOTS = "plots"  # the folder under runs/<name> the figures go to by default
@@ -59,20 +59,6 @@ def read_log(run_dir: Path) -> dict[str, dict[int, float]]:
             except ValueError:
                 continue
     return series
-
-
-def read_metrics(run_dir: Path) -> dict:
-    """A run's metrics.json; a damaged one is one line naming it."""
-    path = run_dir / "metrics.json"
-    try:
-        found = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"is damaged ({type(e).__name__}); it is written by `distill run`: "
-                        f"delete its folder to run it again", file=str(path)) from None
-    if not isinstance(found, dict):
-        raise UserError("holds no metrics (not a JSON object); it is written by `distill run`: "
-                        "delete its folder to run it again", file=str(path))
-    return found
 
 
 def variant_runs(exp_dir: Path) -> dict[str, list[Path]]:
@@ -183,7 +169,7 @@ def plot_experiment(exp_dir: Path, out_dir: Path | None = None) -> list[Path]:
             f"{name}: {variant}, training terms per epoch (mean over seeds, band: range)",
             "value (before its weight; loss: the weighted sum)",
             out_dir / f"terms-{variant}.png", log=True))
-    metrics = {variant: [read_metrics(seed) for seed in seeds] for variant, seeds in runs.items()}
+    metrics = {variant: [read_object(seed / "metrics.json") for seed in seeds] for variant, seeds in runs.items()}
     for variant, found in metrics.items():
         try:
             written.append(matrix_figure(variant, found, name,

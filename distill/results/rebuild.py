@@ -5,29 +5,15 @@ network filesystem (where SQLite's locking is not safe) can be rebuilt, equal to
 wrote. The new store is written beside the old one and then takes its place."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from distill.errors import UserError
-from distill.results.recording import numeric, record_stage
+from distill.results.recording import numeric, read_object, record_stage
 from distill.results.store import ResultsStore
 from distill.results.table import is_reference
 
 STORE = "results.sqlite"
-
-
-def read_object(path: Path) -> dict:
-    """A JSON object the workbench wrote; a damaged one is one line naming it."""
-    try:
-        found = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"is damaged ({type(e).__name__}); delete its run folder to run it "
-                        f"again, then rebuild", file=str(path)) from None
-    if not isinstance(found, dict):
-        raise UserError("is not a JSON object; delete its run folder to run it again, then "
-                        "rebuild", file=str(path))
-    return found
 
 
 def experiment_folders(out: Path) -> list[Path]:
