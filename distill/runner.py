@@ -27,16 +27,7 @@ from distill.engine.stage import (RunPlan, check_loggers, check_run_folder, chec
 from distill.errors import ConfigError, UserError, shorten
 from distill.registry import objectives, teachers
 from distill.results.store import ResultsStore
-from distill.results.recording import numeric, record_stage
-
-
-def read_json(path: Path):
-    """A JSON file the workbench wrote; a damaged one is one line naming it."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"is damaged ({type(e).__name__}); it is written by `distill run`: "
-                        f"delete its folder to train that stage afresh", file=str(path)) from None
+from distill.results.recording import numeric, read_object, record_stage
 
 
 def teacher_stage(exp: Experiment) -> Experiment:
@@ -94,7 +85,7 @@ def ensure_teacher(exp: Experiment, exp_dir: Path, plan: RunPlan, store: Results
     label = "teacher"
     base_dir = exp_dir / label
     marker = base_dir / "identity.json"
-    if marker.exists() and read_json(marker) != identity:
+    if marker.exists() and read_object(marker) != identity:
         label = f"teacher-{fingerprint(identity)}"
         base_dir = exp_dir / label
         marker = base_dir / "identity.json"
@@ -145,7 +136,7 @@ class Run:
         done = self.run_dir / "metrics.json"
         if done.exists():
             say(f"{variant} seed {seed}: finished earlier, skipped ({done})")
-            metrics = read_json(done)
+            metrics = read_object(done)
         else:
             say(f"{variant} seed {seed}: training -> {self.run_dir}")
             metrics, _ = fit(exp, seed, self.run_dir, f"{variant} s{seed}", plan,

@@ -13,7 +13,8 @@ import yaml
 from pydantic import ValidationError
 
 from distill.config.schema import Experiment, check_named_parts, describe
-from distill.config.sweep import assign, combinations, parse_sweep_option
+from distill.config.key_path import assign, parse_key
+from distill.config.sweep import combinations, parse_sweep_option
 from distill.config.yaml_lines import LinedYAML, load_yaml, parse_value
 from distill.errors import UserError, shorten
 from distill.registry import nearest
@@ -35,26 +36,8 @@ def apply_set(data: dict, assignment: str) -> tuple:
     key, sep, raw = assignment.partition("=")
     if not sep or not key:
         raise UserError(f"--set {shorten(assignment)}: write it as key.path=value")
-    path = tuple(int(p) if p.isdigit() else p for p in key.split("."))
-    if any(p == "" for p in path):
-        raise UserError(f"--set {shorten(key)}: a key path is names joined by dots, e.g. "
-                        f"train.optimizer.lr")
-    node = data
-    for i, part in enumerate(path[:-1]):
-        if isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-            continue
-        if not isinstance(node, dict):
-            raise UserError(f"--set {shorten(key)}: {shorten('.'.join(map(str, path[:i])))} is not "
-                            f"a mapping")
-        node = node.setdefault(part, {})
-    value = _set_value(raw, assignment)
-    if isinstance(node, list) and isinstance(path[-1], int) and path[-1] < len(node):
-        node[path[-1]] = value
-    elif isinstance(node, dict):
-        node[path[-1]] = value
-    else:
-        raise UserError(f"--set {shorten(key)}: cannot set an item there")
+    path = parse_key(key, "--set")
+    assign(data, path, _set_value(raw, assignment), f"--set {shorten(key)}")
     return path
 
 
@@ -294,7 +277,7 @@ def swept_variant(plain: dict, chosen: dict, name: str, loc: "_Locator") -> Expe
     data = copy.deepcopy(plain)
     try:
         for key, value in chosen.items():
-            assign(data, key, value)
+            assign(data, parse_key(key, "sweep key"), value, f"sweep key {shorten(key)}")
         return _validate(data, loc, None)
     except UserError as e:
         raise loc.error(sweep_key(chosen, loc), f"variant {name}: {e.key + ': ' if e.key else ''}"

@@ -1,7 +1,7 @@
 """Sweeps: ``sweep: {objectives.1.temperature: [1, 2, 4, 8], train.optimizer.lr: [0.01, 0.05]}``
 in a file (or ``--sweep key=v1,v2``) expands the file's base configuration into one variant per
 combination of values, named after them (``temperature_1-lr_0.01``), each validated like any
-variant. Key paths are those of ``--set``: names joined by dots, list items by their index."""
+variant. Key paths are those of ``--set`` (:mod:`distill.config.key_path`)."""
 from __future__ import annotations
 
 import itertools
@@ -52,31 +52,3 @@ def combinations(sweep: dict[str, list[Any]]) -> list[tuple[str, dict[str, Any]]
         name = "-".join(f"{labels[key]}_{value_text(value)}" for key, value in chosen.items())
         out.append((name, chosen))
     return out
-
-
-def assign(data: dict, key: str, value: Any) -> None:
-    """Set ``key`` (a dotted path) in ``data``: mappings are created as needed, list items must
-    exist."""
-    path = [int(p) if p.isdigit() else p for p in key.split(".")]
-    node = data
-    for i, part in enumerate(path):
-        last = i == len(path) - 1
-        where = ".".join(map(str, path[:i + 1]))
-        if isinstance(node, list):
-            if not isinstance(part, int) or part >= len(node):
-                raise UserError(f"sweep key {shorten(key)}: {where} is not an item of the list "
-                                f"(it has {len(node)}); give an index below {len(node)}")
-            if last:
-                node[part] = value
-            else:
-                node = node[part]
-        elif isinstance(node, dict):
-            if last:
-                node[part] = value
-            else:
-                if node.get(part) is None:
-                    node[part] = {}
-                node = node[part]
-        else:
-            raise UserError(f"sweep key {shorten(key)}: {'.'.join(map(str, path[:i]))} is not a "
-                            f"mapping or a list")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset
 
 from distill.data.base import Splits
 
@@ -23,13 +23,26 @@ def stand_in(name: str):
     return register
 
 
+class Shaped(Dataset):
+    """Two samples per class, item i of class ``i % num_classes``; its input one of 8 random
+    tensors of ``input_shape``, so a set of many classes of large images costs 8 images."""
+
+    def __init__(self, input_shape: tuple, num_classes: int):
+        self.inputs = torch.randn(8, *input_shape, generator=torch.Generator().manual_seed(0))
+        self.targets = torch.arange(num_classes).repeat(2)
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        return self.inputs[i % len(self.inputs)], self.targets[i]
+
+
 def shaped(input_shape: tuple, num_classes: int, augmented: bool = False) -> Splits:
-    """Two samples per class of ``input_shape``, random values, for train and test alike."""
-    generator = torch.Generator().manual_seed(0)
-    labels = torch.arange(num_classes).repeat(2)
-    x = torch.randn(len(labels), *input_shape, generator=generator)
-    return Splits(TensorDataset(x, labels), TensorDataset(x, labels), labels, labels, num_classes,
-                  tuple(input_shape), augmented=augmented)
+    """:class:`Shaped` samples of ``input_shape`` and ``num_classes``, for train and test alike."""
+    data = Shaped(input_shape, num_classes)
+    return Splits(data, data, data.targets, data.targets, num_classes, tuple(input_shape),
+                  augmented=augmented)
 
 
 def shape_text(input_shape: tuple, num_classes: int) -> str:

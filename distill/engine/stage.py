@@ -259,7 +259,7 @@ def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
     metrics = module.kind.results(module, data, history)
     if module.teacher_history:  # a reported teacher: its own accuracy, a row of its own
         metrics[TEACHER_METRICS] = {"top1": module.teacher_history[-1],
-                              "top1_best": max(module.teacher_history)}
+                                    "top1_best": max(module.teacher_history)}
     for objective in module.objectives:
         metrics.update(objective.summary())
     for spec in exp.evaluate:

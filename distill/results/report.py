@@ -8,8 +8,9 @@ from pathlib import Path
 from distill.continual.accuracy_matrix import metric_notes
 from distill.errors import UserError
 from distill.results.store import ResultsStore
-from distill.results.table import (MethodTable, render_rich, to_csv, to_html, to_json,
-                                   to_latex, to_markdown)
+from distill.registry import nearest
+from distill.results.table import (MethodTable, metric_order, render_rich, to_csv, to_html,
+                                   to_json, to_latex, to_markdown)
 
 # what a terminal shows when a kind's columns do not fit (retrieval, generation)
 TERMINAL_SUMMARIES = (("i2t_r1", "t2i_r1", "rsum", "latency_i2t_us", "latency_t2i_us"),
@@ -113,19 +114,19 @@ def sweep_grid(rows: list[dict], sweep: dict[str, list], metric: str, level: flo
     if len(sweep) != 2:
         return None
     first, second = sweep
-    where = {name: chosen for name, chosen in combinations(sweep)}
-    pseudo = [{**row, "variant": f"{label_of(first, list(sweep))} = "
-                                 f"{value_text(where[row['variant']][first])}",
+    down, across = label_of(first, list(sweep)), label_of(second, list(sweep))
+    where = dict(combinations(sweep))
+    pseudo = [{**row, "variant": f"{down} = {value_text(where[row['variant']][first])}",
                "metric": value_text(where[row["variant"]][second])}
               for row in rows if row["variant"] in where and row["metric"] == metric]
     if not pseudo:
         return None
-    order = [f"{label_of(first, list(sweep))} = {value_text(v)}" for v in sweep[first]]
+    order = [f"{down} = {value_text(v)}" for v in sweep[first]]
     columns = [value_text(v) for v in sweep[second]]
     return MethodTable.from_rows(
         pseudo, [c for c in columns if any(r["metric"] == c for r in pseudo)], None, order,
         notes=METRIC_NOTES, level=level, measured=metric, compares=False, grid=True,
-        row_title=f"{metric}: {label_of(first, list(sweep))} \\ {label_of(second, list(sweep))}")
+        row_title=f"{metric}: {down} \\ {across}")
 
 
 DIMENSIONS = ("variant", "experiment", "metric", "task")
@@ -145,8 +146,6 @@ def pivoted(rows: list[dict], by_row: str, by_column: str, metrics: list[str] | 
     ``variant`` give one table per value. Rows of variants compare (baseline, differences, best,
     teachers as references); other rows do not. ``order``: the display order of each
     dimension's values."""
-    from distill.results.table import metric_order
-
     if "metric" in (by_row, by_column):
         wanted = set(metrics) if metrics else None
     else:
@@ -156,7 +155,6 @@ def pivoted(rows: list[dict], by_row: str, by_column: str, metrics: list[str] | 
                             f"--metric (available: {', '.join(available)})")
         measured = metrics[0] if metrics else "top1" if "top1" in available else available[0]
         if measured not in available:
-            from distill.registry import nearest
             raise UserError(f"no metric {measured!r} in the results"
                             f"{nearest(measured, available)}; available: {', '.join(available)}")
         wanted = {measured}
@@ -228,8 +226,6 @@ def comparison(target: Path, fmt: str = "table", metrics: list[str] | None = Non
             if grid is not None:
                 tables.append((f"{name}: the sweep", grid))
     else:
-        from distill.results.table import metric_order
-
         every = [row for name in experiments for row in rows_of[name]]
         variants = list(order or [])
         for name in experiments:
