@@ -32,12 +32,14 @@ def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 
 def keys_values(attention: nn.MultiheadAttention,
                 x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``attention``'s keys and values of ``x`` (B x T x D), each B x H x T x D/H."""
+    """``attention``'s keys and values of ``x`` (B x T x D), each B x H x T x D/H, contiguous
+    (kept over many decoding steps, they are read as they are instead of copied at each)."""
     dim = attention.embed_dim
     w, b = attention.in_proj_weight, attention.in_proj_bias
     keys = F.linear(x, w[dim:2 * dim], b[dim:2 * dim])
     values = F.linear(x, w[2 * dim:], b[2 * dim:])
-    return _split_heads(keys, attention.num_heads), _split_heads(values, attention.num_heads)
+    return (_split_heads(keys, attention.num_heads).contiguous(),
+            _split_heads(values, attention.num_heads).contiguous())
 
 
 def attend(attention: nn.MultiheadAttention, query: torch.Tensor, keys: torch.Tensor,

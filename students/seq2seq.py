@@ -9,7 +9,7 @@ from torch import nn
 from distill.errors import ConfigError
 from distill.registry import networks
 from students.attention import attend, keys_values, slow_path
-from students.sequence_model import PAD, Memory, SequenceModel, source_mask
+from students.sequence_model import PAD, Memory, SequenceModel, Stepper, source_mask
 from students.taps import Tapped
 
 
@@ -60,36 +60,48 @@ class Seq2Seq(SequenceModel):
         return states, F.linear(states, self.embed.weight)
 
 
-    def stepper(self, memory: Memory):
-        """Incremental decoding (eval mode): each layer keeps the projected keys and values of
-        the positions decoded so far and of the source (computed once), so a step attends with
-        one query instead of decoding the whole prefix again; the numbers of :meth:`decode` on
-        the prefix."""
-        layers = list(self.decoder.layers)
-        source = [keys_values(layer.multihead_attn, memory.states) for layer in layers]
-        kept: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(layers)
-        ignore_source = ~memory.mask[:, None, None]  # B x 1 x 1 x S
-        padding: list[torch.Tensor] = []
+    def stepper(self, memory: Memory) -> "CachedStepper":
+        return CachedStepper(self, memory)
 
-        def next_logits(previous: torch.Tensor, t: int) -> torch.Tensor:
-            if t >= self.text_length:
-                raise ValueError(f"a sequence of {t + 1} tokens is longer than this seq2seq "
-                                 f"network's text_length {self.text_length}")
-            padding.append((previous == PAD) & (t > 0))  # the start id is no padding
-            ignore = torch.stack(padding, dim=1)[:, None, None]
-            x = self.embed(previous)[:, None] * self.dim ** 0.5 + self.target_positions[:, t:t + 1]
-            for i, layer in enumerate(layers):
-                h = layer.norm1(x)
-                k, v = keys_values(layer.self_attn, h)
-                if kept[i] is not None:
-                    k, v = torch.cat([kept[i][0], k], dim=2), torch.cat([kept[i][1], v], dim=2)
-                kept[i] = k, v
-                x = x + attend(layer.self_attn, h, k, v, ignore)
-                x = x + attend(layer.multihead_attn, layer.norm2(x), *source[i], ignore_source)
-                x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
-            return F.linear(self.decoder.norm(x), self.embed.weight)[:, 0]
 
-        return next_logits
+class CachedStepper(Stepper):
+    """Incremental decoding of :class:`Seq2Seq` (eval mode): each decoder layer keeps the
+    projected keys and values of the positions decoded so far and of the source (computed once),
+    so a step attends with one query instead of decoding the whole prefix again; the numbers of
+    :meth:`Seq2Seq.decode` on the prefix."""
+
+    def __init__(self, net: Seq2Seq, memory: Memory):
+        self.net, self.layers = net, list(net.decoder.layers)
+        self.source = [keys_values(layer.multihead_attn, memory.states) for layer in self.layers]
+        self.ignore_source = ~memory.mask[:, None, None]  # B x 1 x 1 x S
+        self.kept: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
+        self.padding: list[torch.Tensor] = []
+
+    def __call__(self, previous: torch.Tensor, t: int) -> torch.Tensor:
+        net = self.net
+        if t >= net.text_length:
+            raise ValueError(f"a sequence of {t + 1} tokens is longer than this seq2seq "
+                             f"network's text_length {net.text_length}")
+        self.padding.append((previous == PAD) & (t > 0))  # the start id is no padding
+        ignore = torch.stack(self.padding, dim=1)[:, None, None]
+        x = net.embed(previous)[:, None] * net.dim ** 0.5 + net.target_positions[:, t:t + 1]
+        for i, layer in enumerate(self.layers):
+            h = layer.norm1(x)
+            k, v = keys_values(layer.self_attn, h)
+            if self.kept[i] is not None:
+                k, v = torch.cat([self.kept[i][0], k], dim=2), torch.cat([self.kept[i][1], v], dim=2)
+            self.kept[i] = k, v
+            x = x + attend(layer.self_attn, h, k, v, ignore)
+            x = x + attend(layer.multihead_attn, layer.norm2(x), *self.source[i],
+                           self.ignore_source)
+            x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
+        return F.linear(net.decoder.norm(x), net.embed.weight)[:, 0]
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.source = [(k[rows], v[rows]) for k, v in self.source]
+        self.ignore_source = self.ignore_source[rows]
+        self.kept = [(k[rows], v[rows]) for k, v in self.kept]
+        self.padding = [p[rows] for p in self.padding]
 
 
 @networks.register("seq2seq")

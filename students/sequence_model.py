@@ -68,17 +68,10 @@ class SequenceModel(nn.Module):
         return F.cross_entropy(logits.float().transpose(1, 2), tgt, ignore_index=PAD,
                                reduction="none")
 
-    def stepper(self, memory: Memory):
-        """``next_logits(previous token B, position t) -> logits B x V`` for decoding one token
-        at a time; this one decodes the whole prefix again at each step (a network with a cache
-        gives its own)."""
-        prefix: list[torch.Tensor] = []
-
-        def next_logits(previous: torch.Tensor, t: int) -> torch.Tensor:
-            prefix.append(previous)
-            return self.decode_logits(memory, torch.stack(prefix, dim=1))[:, -1]
-
-        return next_logits
+    def stepper(self, memory: Memory) -> "Stepper":
+        """A :class:`Stepper` that decodes the whole prefix again at each step (a network with a
+        cache gives its own)."""
+        return PrefixStepper(self, memory)
 
     @torch.no_grad()
     def generate(self, src: torch.Tensor, max_length: int, temperature: float = 0.0,
@@ -86,27 +79,37 @@ class SequenceModel(nn.Module):
                  memory: Memory | None = None) -> torch.Tensor:
         """Decoded ids B x ``max_length``, in eval mode: the most likely token at each step
         (``temperature`` 0) or one drawn from ``softmax(logits / temperature)``. A row ends at its
-        first end-of-sequence id, which is kept; the positions after it are 0."""
+        first end-of-sequence id, which is kept; the positions after it are 0. Once a quarter of
+        the rows has ended they leave the batch, so that a step costs about the rows still
+        decoding."""
         was_training = self.training
         self.eval()
         try:
             memory = self.encode(src) if memory is None else memory
             rows = memory.mask.shape[0]
             out = torch.zeros(rows, max_length, dtype=torch.long, device=memory.mask.device)
-            ended = torch.zeros(rows, dtype=torch.bool, device=out.device)
-            next_logits = self.stepper(memory)
+            open_rows = torch.arange(rows, device=out.device)  # the rows the stepper holds
+            ended = torch.zeros(rows, dtype=torch.bool, device=out.device)  # of those
+            previous = torch.full((rows,), START, dtype=torch.long, device=out.device)
+            step = self.stepper(memory)
             for t in range(max_length):
-                previous = out[:, t - 1] if t else torch.full_like(out[:, 0], START)
-                logits = next_logits(previous, t).float()
+                logits = step(previous, t).float()
                 if temperature == 0:
                     token = logits.argmax(dim=-1)
                 else:
                     probs = F.softmax(logits / temperature, dim=-1)
                     token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-                out[:, t] = token.masked_fill(ended, PAD)
+                token = token.masked_fill(ended, PAD)
+                out[open_rows, t] = token
                 ended |= token == EOS
-                if bool(ended.all()):
+                left = int((~ended).sum())
+                if left == 0:
                     break
+                if left <= len(ended) * 3 // 4:  # a quarter has ended: drop them
+                    step.keep(~ended)
+                    open_rows, token = open_rows[~ended], token[~ended]
+                    ended = ended[~ended]
+                previous = token
         finally:
             self.train(was_training)
         return out
@@ -117,3 +120,29 @@ class SequenceModel(nn.Module):
         memory = self.encode(src)
         states, _ = self.decode(memory, shift_right(tgt))
         return ModelOutput(features=masked_mean(memory.states, memory.mask), tokens=states)
+
+
+class Stepper:
+    """Decoding one token at a time: ``step(previous token B, position t) -> logits B x V``, and
+    ``keep(rows)`` drops the rows (a bool mask B) that have ended from whatever it holds."""
+
+    def __call__(self, previous: torch.Tensor, t: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def keep(self, rows: torch.Tensor) -> None:
+        raise NotImplementedError
+
+
+class PrefixStepper(Stepper):
+    """Decodes the whole prefix again at every step."""
+
+    def __init__(self, net: SequenceModel, memory: Memory):
+        self.net, self.memory, self.prefix = net, memory, []
+
+    def __call__(self, previous: torch.Tensor, t: int) -> torch.Tensor:
+        self.prefix.append(previous)
+        return self.net.decode_logits(self.memory, torch.stack(self.prefix, dim=1))[:, -1]
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.memory = Memory(*(m[rows] for m in self.memory))
+        self.prefix = [p[rows] for p in self.prefix]

@@ -16,8 +16,8 @@ from teachers.rationale_source import sample_rationales
 LINES = [{"input": f"{a} plus {b}?", "label": str(a + b),
           "rationales": [{"text": f"{a} + {b} = {a + b}. the answer is {a + b}"},
                          {"text": f"{a} + {b} = {a + b + 1}. the answer is {a + b + 1}"},
-                         {"text": f"{a} + {b} = {a + b}. so the answer is {a + b}"}]}
-         for a in range(1, 5) for b in range(1, 4)]
+                         {"text": f"{a} + {b} = {a + b}. so the answer is {a + b}"}][:2 + a % 2]}
+         for a in range(1, 5) for b in range(1, 4)]  # problems with one positive and with two
 
 
 def built(tmp_path, objective: str):
@@ -201,6 +201,8 @@ def test_scoring_only_the_rows_the_loss_reads_gives_the_loss_and_gradient_of_sco
         _, neg_nll = reference_terms()
         term.delta = neg_nll[torch.isfinite(neg_nll)].median().item()
     reference, neg_nll = reference_terms()
+    counts = (term.pool.positives[batch[2]] != 0).any(dim=-1).sum(dim=1)
+    assert (counts == 1).any() and (counts > 1).any()  # one positive is taken without scoring
     inside = (neg_nll < term.delta).sum().item()
     assert 0 < inside and (inside < torch.isfinite(neg_nll).sum().item()) == (margin == "median")
     ours = term(module.kind.step(module, batch))

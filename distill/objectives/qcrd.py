@@ -245,8 +245,14 @@ class ContrastiveRationaleDistillation(RationaleObjective):
     @torch.no_grad()
     def lowest(scorer, explain: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """B x 1 x L: each problem's candidate of lowest NLL (all padding when it has none),
-        found without a graph, so only the one the loss reads is scored again with gradients."""
-        best = rows_nll(scorer, explain, rows).argmin(dim=1)
+        found without a graph, so only the one the loss reads is scored again with gradients.
+        Candidates are packed first (:class:`RationalePool`), so a problem with one has it at 0
+        and only problems with several are scored."""
+        several = (rows != 0).any(dim=-1).sum(dim=1) > 1
+        if not bool(several.any()):
+            return rows[:, :1]
+        nll = rows_nll(scorer, explain, rows * several[:, None, None])
+        best = torch.where(several, nll.argmin(dim=1), 0)
         return rows[torch.arange(len(rows), device=rows.device), best][:, None]
 
     @torch.no_grad()
