@@ -312,8 +312,7 @@ def test_the_snapshot_holds_the_student_and_prototypes_of_when_it_was_taken(sequ
 
 
 def prd_step(module, data, task):
-    x, y, index, views = next(iter(data.train_dataloader()))
-    batch = (x, y, index, views)
+    batch = data.training_batch(next(iter(data.train_dataloader())), epoch=0)  # with its views
     module.task = task
     return module.make_step(batch)
 
@@ -380,7 +379,7 @@ def test_the_snapshot_running_statistics_stay_as_taken_while_the_student_trains(
     student_before = {k: v.clone() for k, v in module.student.state_dict().items()}
     for k, batch in zip(range(3), data.train_dataloader()):
         optimizer.zero_grad()
-        module.training_step(batch, k).backward()
+        module.training_step(data.training_batch(batch, epoch=0), k).backward()
         optimizer.step()
     assert any("running_mean" in k and not torch.equal(v, student_before[k])
                for k, v in module.student.state_dict().items())  # the student's did move
@@ -484,8 +483,10 @@ MEAN, STD = [0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762]
 
 
 def draws(transform, x, n=24):
-    torch.manual_seed(0)
-    return [transform(x) for _ in range(n)]
+    """The augmentation of n samples equal to x (indices 0..n-1, seed 0, epoch 0)."""
+    from distill.data.sample_draws import SampleDraws
+
+    return list(transform(x.expand(n, *x.shape).clone(), SampleDraws(0, 0, torch.arange(n)), 1))
 
 
 def colour_image():

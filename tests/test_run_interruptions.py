@@ -223,3 +223,28 @@ def test_a_resumed_stage_keeps_every_epoch_in_its_tensorboard_events(tmp_path):
     epochs = {int(v) for v in events[1]["epoch"].values()}
     assert epochs == {0, 1, 2, 3}  # before the kill from the first file, after from the second
     assert events[1]["val/acc"] == pytest.approx(events[0]["val/acc"])
+
+
+def test_a_run_with_loader_workers_and_augmented_views_resumes_to_the_same_numbers(tmp_path):
+    """CIFAR-format files, two loader workers, the dataset's crop and flip and two crop_jitter
+    views, dropout: killed as epoch 3 starts and run again, every logged number equals an
+    uninterrupted run's (each input is drawn from (seed, epoch, index), not from a worker's
+    generator)."""
+    from dataset_files import write_cifar10
+
+    write_cifar10(tmp_path / "data", n=40)
+    text = f"""\
+name: workers
+seeds: [0]
+data: {{name: cifar10, root: {tmp_path / 'data'}, batch_size: 8, num_workers: 2,
+        views: {{name: crop_jitter, count: 2}}}}
+student:
+  net: {{name: mlp, hidden: [32], dropout: 0.2}}
+train: {{epochs: 5, optimizer: {{name: sgd, lr: 0.05, momentum: 0.9}}}}
+objectives:
+  - {{name: ce}}
+  - {{name: supcon, temperature: 0.5, hidden_dim: 16}}
+"""
+    whole, broken, run = whole_and_resumed(tmp_path, "workers", text)
+    rows = log_rows(broken / run)
+    assert len(rows) == 10 and rows == log_rows(whole / run)

@@ -55,18 +55,32 @@ def test_cifar_normalisation_statistics_are_plausible(tmp_path):
     assert ((x.std(dim=(0, 2, 3)) - 0.2887 / torch.tensor(CIFAR10_STD)).abs() < 0.02).all()
 
 
-def test_cifar_augments_train_items_only(tmp_path):
+def test_cifar_items_are_normalised_and_training_batches_cropped_and_flipped(tmp_path):
+    from distill.data.batch_ops import pad_crop
+    from distill.data.sample_draws import SampleDraws
+
     write_cifar10(tmp_path)
     splits = cifar10(root=str(tmp_path))
-    torch.manual_seed(0)
-    first = splits.train[0][0]
-    assert first.shape == (3, 32, 32)
-    assert any(not torch.equal(first, splits.train[0][0]) for _ in range(10))
-    assert all(torch.equal(splits.test[0][0], splits.test[0][0]) for _ in range(5))
-
+    mean, std = torch.tensor(CIFAR10_MEAN).view(3, 1, 1), torch.tensor(CIFAR10_STD).view(3, 1, 1)
+    for part in (splits.train, splits.test):  # an item is the image, normalised, every time
+        x, _ = part[3]
+        torch.testing.assert_close(x, (part.images[3].float() / 255 - mean) / std)
+        assert torch.equal(part[3][0], x)
+    batch = torch.stack([splits.train[i][0] for i in range(8)])
+    draws = SampleDraws(0, 0, torch.arange(8))
+    out = splits.augment(batch, draws, 0)
+    u = draws.uniform(0, 3)  # the stream's numbers: row offset, column offset, flip
+    black = (-mean / std).flatten()
+    torch.testing.assert_close(out, pad_crop(batch, 4, u[:, :2], black, u[:, 2] < 0.5))
+    for b in range(8):  # by hand: pad with black, crop at the offsets, mirror half of them
+        padded = black.view(3, 1, 1).expand(3, 40, 40).clone()
+        padded[:, 4:36, 4:36] = batch[b]
+        dy, dx = (u[b, :2] * 9).long().tolist()
+        crop = padded[:, dy:dy + 32, dx:dx + 32]
+        assert torch.equal(out[b], crop.flip(-1) if u[b, 2] < 0.5 else crop)
+    assert not torch.equal(out, batch)
     plain = cifar10(root=str(tmp_path), augment=False)
-    assert not plain.augmented
-    assert torch.equal(plain.train[0][0], plain.train[0][0])
+    assert not plain.augmented and plain.augment is None
 
 
 def test_cifar100_uses_fine_labels(tmp_path):
@@ -204,10 +218,18 @@ def test_image_folder_reads_class_folders(tmp_path):
     assert x.shape == (3, 8, 8) and x.dtype == torch.float32 and y == 1
     assert torch.equal(splits.test[2][0], x)
     assert -2.2 < float(x.min()) and float(x.max()) < 2.7  # within ImageNet-normalised [0, 1]
-    torch.manual_seed(0)
-    first = splits.train[0][0]
+    from distill.data.sample_draws import SampleDraws
+
+    def drawn(epoch, seed=0):
+        return splits.train.drawn_item(0, SampleDraws(seed, epoch, torch.tensor([0])))[0]
+
+    first = drawn(0)
     assert first.shape == (3, 8, 8)
-    assert any(not torch.equal(first, splits.train[0][0]) for _ in range(10))
+    assert torch.equal(drawn(0), first)  # a function of (seed, epoch, index)
+    assert any(not torch.equal(first, drawn(e)) for e in range(1, 10))
+    assert any(not torch.equal(first, drawn(0, seed)) for seed in range(1, 10))
+    assert torch.equal(splits.train[0][0], image_folder(root=str(tmp_path), image_size=8,
+                                                        augment=False).train[0][0])
 
 
 def test_image_folder_needs_the_same_classes_and_both_folders(tmp_path):

@@ -3,18 +3,21 @@
 A registered dataset returns :class:`Splits`; :class:`DataModule` adds batching, a data order that
 depends only on (seed, epoch) so a resumed run sees the same batches, the sample index with every
 batch (for cached teacher outputs and class-means), and optional subsets of the train and test
-sets (class-imbalanced profiles, continual-learning tasks), and augmented views of each training item
-when the experiment asks for them.
+sets (class-imbalanced profiles, continual-learning tasks). Training batches are augmented on the
+training device, after transfer: the dataset's own augmentation and the views the experiment asks
+for, each sample's a function of (seed, epoch, index) alone (:mod:`distill.data.views`), so
+they are the same in any worker count and on any resume.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from distill.data.views import WithViews
+from distill.data.sample_draws import SampleDraws
 from distill.task_kinds import Classification, TaskKind
 
 
@@ -28,40 +31,58 @@ class Splits:
     test_targets: torch.Tensor
     num_classes: int
     input_shape: tuple
-    augmented: bool = False  # True when the train transform is random (no teacher-output cache)
+    augmented: bool = False  # True when training inputs change between epochs (set by augment)
     kind: TaskKind = field(default_factory=Classification)  # what the batches and metrics are
     vocab_size: int | None = None  # text: the tokenizer's vocabulary (retrieval, generation)
     text_length: int | None = None  # text: tokens per caption or sequence
+    augment: Callable | None = None  # the training batches' augmentation (x, draws, stream)
+
+    def __post_init__(self):
+        self.augmented = self.augmented or self.augment is not None
 
 
 class Indexed(Dataset):
-    """Items ``(x, y, i)``: ``i`` is the position in the full underlying set, for any subset."""
+    """Items ``(x, y, i)``: ``i`` is the position in the full underlying set, for any subset. A
+    key is a position or ``(epoch, position)`` (from :class:`EpochSampler`); a dataset that draws
+    per item (``drawn_item(i, draws)``, e.g. image folders' crops of decoded files) gets the
+    draws of (seed, epoch, i)."""
 
-    def __init__(self, data: Dataset, indices: torch.Tensor | None = None):
+    def __init__(self, data: Dataset, indices: torch.Tensor | None = None, seed: int = 0):
         self.data = data
         self.indices = indices
+        self.seed = seed
 
     def __len__(self):
         return len(self.indices) if self.indices is not None else len(self.data)
 
-    def __getitem__(self, k):
+    def __getitem__(self, key):
+        epoch, k = key if isinstance(key, tuple) else (None, key)
         i = int(self.indices[k]) if self.indices is not None else k
-        x, y = self.data[i]
+        if epoch is not None and hasattr(self.data, "drawn_item"):
+            x, y = self.data.drawn_item(i, SampleDraws(self.seed, epoch, torch.tensor([i])))
+        else:
+            x, y = self.data[i]
         return x, y, i
 
 
-class EpochSampler(Sampler[int]):
-    """A random order that is a function of (seed, epoch) alone, not of any global RNG state."""
+class EpochSampler(Sampler):
+    """A random order that is a function of (seed, epoch) alone, not of any global RNG state;
+    it yields ``(epoch, position)`` keys, so that items drawn per item know their epoch in any
+    worker. The epoch is the ``clock``'s when it tells one (the trainer's: Lightning iterates the
+    loader of a fit's first epoch before it calls ``set_epoch``, and loader workers draw indices
+    as soon as it does), else the last ``set_epoch``."""
 
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed, self.epoch = size, seed, 0
+    def __init__(self, size: int, seed: int, clock: Callable[[], int | None] | None = None):
+        self.size, self.seed, self.epoch, self.clock = size, seed, 0, clock
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=g).tolist())
+        now = self.clock() if self.clock is not None else None
+        epoch = self.epoch if now is None else now
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return iter([(epoch, k) for k in torch.randperm(self.size, generator=g).tolist()])
 
     def __len__(self):
         return self.size
@@ -79,9 +100,9 @@ class DataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or max(batch_size, 256)
         self.num_workers = num_workers
         self.seed = seed
-        self.train_set = Indexed(splits.train, train_index)
-        self.test_set = Indexed(splits.test, test_index)
-        self.views = views  # (transform, count) or None
+        self.train_set = Indexed(splits.train, train_index, seed)
+        self.test_set = Indexed(splits.test, test_index, seed)
+        self.views = views  # (augmentation, count) or None
 
     @property
     def has_views(self) -> bool:
@@ -111,8 +132,37 @@ class DataModule(L.LightningDataModule):
                           generator=torch.Generator().manual_seed(self.seed))
 
     def train_dataloader(self):
-        data = self.train_set if self.views is None else WithViews(self.train_set, *self.views)
-        return self._loader(data, self.batch_size, EpochSampler(len(self.train_set), self.seed))
+        return self._loader(self.train_set, self.batch_size,
+                            EpochSampler(len(self.train_set), self.seed, self._epoch))
+
+    def _epoch(self) -> int | None:
+        """The epoch the attached trainer starts or runs, as Lightning gives it to ``set_epoch``
+        (None outside a fit): on resume its ``current_epoch`` still reads the last finished one
+        when the loader is first iterated."""
+        trainer = getattr(self, "trainer", None)
+        return None if trainer is None else trainer.fit_loop.epoch_progress.current.processed
+
+    def training_batch(self, batch, epoch: int):
+        """A training batch ``(x, y, i)`` as training reads it: x augmented by the dataset's
+        augmentation (stream 0) and, with views, ``(x, y, i, views)``, views B x count x ...
+        (stream k + 1 for view k), every sample's from (seed, epoch, i)."""
+        if self.splits.augment is None and self.views is None:
+            return batch
+        x, y, index = batch[:3]
+        draws = SampleDraws(self.seed, epoch, index)
+        if self.splits.augment is not None:
+            x = self.splits.augment(x, draws, 0)
+        if self.views is None:
+            return (x, y, index, *batch[3:])
+        augment, count = self.views
+        views = torch.stack([augment(x, draws, k + 1) for k in range(count)], dim=1)
+        return (x, y, index, views)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.training:
+            return self.training_batch(batch, self._epoch())
+        return batch
 
     def train_eval_dataloader(self):
         """The train set in order, for passes that read it without training (class-means, probes)."""

@@ -2,8 +2,9 @@
 
 CIFAR is read from its python-version batch files by a restricted unpickler (the files are pickles;
 only numpy array reconstruction is allowed), torchvision only downloads it. MNIST-like sets are read
-by torchvision. Their images stay uint8 in memory and are converted, augmented and normalised per
-item with ``torchvision.transforms.v2``.
+by torchvision. Their images stay uint8 in memory and are normalised per item; CIFAR's training
+augmentation (crop and flip) acts on the batch (:mod:`distill.data.views`). Image folders decode
+and crop per item with ``torchvision.transforms.v2``.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from pydantic import Field
 from torch.utils.data import Dataset
 
 from distill.data.base import Splits
+from distill.data.batch_ops import crop_boxes
+from distill.data.views import crop_flip
 from distill.data.declared import shape_text, shaped, stand_in
 from distill.errors import ConfigError, UserError
 from distill.registry import datasets
@@ -26,24 +29,19 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class ArrayImages(Dataset):
-    """uint8 images (N x C x H x W) and labels; ``transform`` maps one image to a float tensor."""
+    """uint8 images (N x C x H x W) and labels; an item is the image in [0, 1] normalised by the
+    per-channel ``mean`` and ``std``."""
 
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor, transform):
-        self.images, self.targets, self.transform = images, targets, transform
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, mean, std):
+        self.images, self.targets = images, targets
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
 
     def __len__(self):
         return len(self.images)
 
     def __getitem__(self, i):
-        return self.transform(self.images[i]), self.targets[i]
-
-
-def _normalised(mean, std, *augmentation):
-    """uint8 image -> float in [0, 1] -> (x - mean) / std, after the given augmentation."""
-    from torchvision.transforms import v2
-
-    return v2.Compose([*augmentation, v2.ToDtype(torch.float32, scale=True),
-                       v2.Normalize(mean, std)])
+        return (self.images[i].float() / 255 - self.mean) / self.std, self.targets[i]
 
 
 def _require(title: str, paths: list[Path], holds: str) -> None:
@@ -129,8 +127,6 @@ def _read_cifar(paths: list[Path], label_key: bytes) -> tuple[torch.Tensor, torc
 
 
 def _cifar(layout: _CifarLayout, root: str, download: bool, augment: bool) -> Splits:
-    from torchvision.transforms import v2
-
     root = str(Path(root).expanduser())
     if download:
         import torchvision
@@ -146,22 +142,24 @@ def _cifar(layout: _CifarLayout, root: str, download: bool, augment: bool) -> Sp
     test_x, test_y = _read_cifar([folder / layout.test_file], layout.label_key)
     meta_path = folder / layout.meta_file
     num_classes = len(_field(_load_pickle(meta_path), layout.names_key, meta_path))
-    test_tf = _normalised(layout.mean, layout.std)
-    train_tf = _normalised(layout.mean, layout.std, v2.RandomCrop(32, padding=4),
-                           v2.RandomHorizontalFlip()) if augment else test_tf
-    return Splits(ArrayImages(train_x, train_y, train_tf), ArrayImages(test_x, test_y, test_tf),
-                  train_y, test_y, num_classes, (3, 32, 32), augmented=augment)
+    black = -torch.tensor(layout.mean) / torch.tensor(layout.std)  # padding, normalised
+    return Splits(ArrayImages(train_x, train_y, layout.mean, layout.std),
+                  ArrayImages(test_x, test_y, layout.mean, layout.std), train_y, test_y,
+                  num_classes, (3, 32, 32),
+                  augment=crop_flip(4, fill=black) if augment else None)
 
 
 @datasets.register("cifar10")
 def cifar10(root: str, download: bool = False, augment: bool = True) -> Splits:
-    """CIFAR-10 from <root>/cifar-10-batches-py; crop-4 + flip augmentation, 3x32x32."""
+    """CIFAR-10 from <root>/cifar-10-batches-py, 3x32x32; augmented by a random crop after
+    padding by 4 (black) and a horizontal flip, on the training batch."""
     return _cifar(_CIFAR10, root, download, augment)
 
 
 @datasets.register("cifar100")
 def cifar100(root: str, download: bool = False, augment: bool = True) -> Splits:
-    """CIFAR-100 (fine labels) from <root>/cifar-100-python; crop-4 + flip augmentation, 3x32x32."""
+    """CIFAR-100 (fine labels) from <root>/cifar-100-python, 3x32x32; augmented by a random crop
+    after padding by 4 (black) and a horizontal flip, on the training batch."""
     return _cifar(_CIFAR100, root, download, augment)
 
 
@@ -196,8 +194,8 @@ def _mnist_like(name: str, title: str, root: str, download: bool, mean: float,
     except (OSError, RuntimeError) as e:
         action = "download" if download else "read"
         raise UserError(f"could not {action} {title} under {root}: {e}") from None
-    transform = _normalised((mean,), (std,))
-    train, test = (ArrayImages(p.data.unsqueeze(1), p.targets.long(), transform) for p in parts)
+    train, test = (ArrayImages(p.data.unsqueeze(1), p.targets.long(), (mean,), (std,))
+                   for p in parts)
     return Splits(train, test, train.targets, test.targets, 10, (1, 28, 28))
 
 
@@ -227,6 +225,41 @@ def _folder(path: Path, transform):
         raise UserError(f"{path}: {e}") from None
 
 
+class CroppedFolder(Dataset):
+    """An image folder whose training items are torchvision's ``RandomResizedCrop(size)`` (area
+    8-100%) and a horizontal flip with probability 1/2, drawn per item from (seed, epoch, index)
+    (:class:`Indexed` passes the draws); the decoded files differ in size, so this cannot wait for
+    the batch. Without draws (passes that read the training set in order) an item is the test
+    transform's centre crop."""
+
+    def __init__(self, folder, size: int, plain):
+        from torchvision.transforms import v2
+
+        self.folder, self.size, self.plain = folder, size, plain
+        self.normalise = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                                     v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+    def __len__(self):
+        return len(self.folder)
+
+    def __getitem__(self, i):
+        path, target = self.folder.samples[i]
+        return self.plain(self.folder.loader(path)), target
+
+    def drawn_item(self, i: int, draws):
+        from torchvision.transforms import v2
+
+        path, target = self.folder.samples[i]
+        image = v2.functional.to_image(self.folder.loader(path))
+        u = draws.uniform(0, 41)
+        top, left, height, width = (int(v) for v in crop_boxes(u, *image.shape[-2:], (0.08, 1.0)))
+        image = v2.functional.resized_crop(image, top, left, height, width,
+                                           [self.size, self.size], antialias=True)
+        if float(u[0, 40]) < 0.5:
+            image = v2.functional.horizontal_flip(image)
+        return self.normalise(image), target
+
+
 @stand_in("image_folder")
 def _image_folder_declared(image_size: int = 224, augment: bool = True,
                            num_classes: int | None = None, **_) -> tuple[Splits, str]:
@@ -246,11 +279,10 @@ def image_folder(root: str, train_dir: str = "train", test_dir: str = "val", ima
     --without-data`` needs it)."""
     from torchvision.transforms import v2
 
-    test_tf = _normalised(IMAGENET_MEAN, IMAGENET_STD, v2.Resize(round(image_size / 0.875)),
-                          v2.CenterCrop(image_size), v2.ToImage())
-    train_tf = _normalised(IMAGENET_MEAN, IMAGENET_STD, v2.RandomResizedCrop(image_size),
-                           v2.RandomHorizontalFlip(), v2.ToImage()) if augment else test_tf
-    train = _folder(Path(root).expanduser() / train_dir, train_tf)
+    test_tf = v2.Compose([v2.ToImage(), v2.Resize(round(image_size / 0.875)),
+                          v2.CenterCrop(image_size), v2.ToDtype(torch.float32, scale=True),
+                          v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    train = _folder(Path(root).expanduser() / train_dir, test_tf)
     test = _folder(Path(root).expanduser() / test_dir, test_tf)
     if train.classes != test.classes:
         only_train = sorted(set(train.classes) - set(test.classes))
@@ -261,5 +293,6 @@ def image_folder(root: str, train_dir: str = "train", test_dir: str = "val", ima
         raise ConfigError("data.num_classes", f"{train.root} has {len(train.classes)} class "
                                               f"folders, not {num_classes}; give "
                                               f"num_classes: {len(train.classes)}")
-    return Splits(train, test, torch.tensor(train.targets), torch.tensor(test.targets),
+    return Splits(CroppedFolder(train, image_size, test_tf) if augment else train, test,
+                  torch.tensor(train.targets), torch.tensor(test.targets),
                   len(train.classes), (3, image_size, image_size), augmented=augment)
