@@ -138,8 +138,17 @@ def test_only_the_outputs_an_objective_reads_are_computed(tiny):
     assert calls == ["student"] and step.teacher is None  # ce-only: no objective reads the teacher
 
 
-def test_every_term_and_the_total_are_logged(tiny, tmp_path):
+def test_every_term_and_the_total_are_logged_as_means_over_the_epochs_samples(tiny, tmp_path):
     module, data = built(tiny, "kd")
+    steps = []  # (total, batch size) of every step
+    step = module.training_step
+
+    def recorded(batch, batch_idx):
+        total = step(batch, batch_idx)
+        steps.append((total.item(), len(batch[1])))
+        return total
+
+    module.training_step = recorded
     t = trainer(max_epochs=1)
     t.fit(module, datamodule=data)
     logged = set(t.callback_metrics)
@@ -147,6 +156,20 @@ def test_every_term_and_the_total_are_logged(tiny, tmp_path):
     total = t.callback_metrics["train/loss"]
     assert total == pytest.approx(float(t.callback_metrics["train/ce"]
                                         + t.callback_metrics["train/kd"]), rel=1e-4)
+    sizes = {size for _, size in steps}
+    assert len(sizes) == 2  # a last, smaller batch: the mean is over samples, not steps
+    expected = sum(v * n for v, n in steps) / sum(n for _, n in steps)
+    assert float(total) == pytest.approx(expected, rel=1e-5)
+
+
+def test_epoch_means_weigh_by_batch_size_and_count_each_name_where_it_was_added():
+    from distill.engine.epoch_means import EpochMeans
+
+    means = EpochMeans()
+    means.add({"a": torch.tensor(1.0), "b": torch.tensor(4.0)}, 3)
+    means.add({"a": torch.tensor(3.0)}, 1)
+    assert {k: float(v) for k, v in means.means().items()} == {"a": 1.5, "b": 4.0}
+    assert means.means() == {}  # a new epoch
 
 
 def test_plain_output_prints_one_line_per_epoch(tiny, capsys):

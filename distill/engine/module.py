@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from distill.contracts import FIELDS, ModelOutput, Step
+from distill.engine.epoch_means import EpochMeans
 from distill.engine.rng_state import capture_rng, restore_rng
 from distill.engine.teacher_cache import TeacherCache
 from distill.errors import UserError
@@ -58,6 +59,7 @@ class DistillationModule(L.LightningModule):
         for t in terms:
             t.objective._state_key = f"objective:{t.label}"
         self.terms = terms
+        self.epoch_terms = EpochMeans()
         self.epochs, self.task = epochs, task
         self.optimizer_spec, self.schedule_spec = optimizer, schedule
         self.kind = kind or Classification()
@@ -161,8 +163,9 @@ class DistillationModule(L.LightningModule):
                             f"({value.item()}) at epoch {step.epoch}, step {step.global_step}; "
                             f"lower the learning rate or this term's weight")
         logs["train/loss"] = total.detach()
-        batch_size = len(step.labels)
-        self.log_dict(logs, on_step=False, on_epoch=True, batch_size=batch_size)
+        self.epoch_terms.add(logs, len(step.labels))
+        if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's means, logged once
+            self.log_dict(self.epoch_terms.means(), on_step=False, on_epoch=True, batch_size=1)
         return total
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
