@@ -211,3 +211,26 @@ def test_validation_batches_and_the_train_set_read_in_order_are_not_augmented():
     assert not torch.equal(augmented[0], data.training_batch(batch, 0)[0])
     assert not torch.equal(augmented[0], batch[0])
     assert math.isclose(float(augmented[0].mean()), float(batch[0].mean()), abs_tol=0.2)
+
+
+# -- the loader's batched fetch -------------------------------------------------------------------
+
+def test_a_batch_fetched_at_once_equals_the_items_one_by_one(tmp_path):
+    from torch.utils.data import TensorDataset, default_collate
+
+    from distill.data.base import Indexed
+    from distill.data.vision import ArrayImages
+
+    g = torch.Generator().manual_seed(6)
+    images = torch.randint(0, 256, (30, 3, 4, 4), dtype=torch.uint8, generator=g)
+    targets = torch.randint(0, 5, (30,), generator=g)
+    keys = [(2, 7), (2, 0), (2, 13), (2, 7)]
+    for data in (ArrayImages(images, targets, (0.5, 0.4, 0.3), (0.2, 0.3, 0.4)),
+                 TensorDataset(images.float(), targets), list(zip(images.float(), targets))):
+        for indices in (None, torch.arange(29, -1, -1)):
+            indexed = Indexed(data, indices)
+            at_once = default_collate(indexed.__getitems__(keys))
+            one_by_one = default_collate([indexed[key] for key in keys])
+            assert all(torch.equal(a, b) for a, b in zip(at_once, one_by_one))
+            expected = [k for _, k in keys] if indices is None else [29 - k for _, k in keys]
+            assert at_once[2].tolist() == expected

@@ -15,7 +15,7 @@ from typing import Callable
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from distill.data.sample_draws import SampleDraws
 from distill.task_kinds import Classification, TaskKind
@@ -63,6 +63,27 @@ class Indexed(Dataset):
         else:
             x, y = self.data[i]
         return x, y, i
+
+    def __getitems__(self, keys: list) -> list:
+        """A batch's items (the loader's batched fetch): read with one indexing of the tensors
+        for sets held as tensors (:func:`rows`), else item by item."""
+        positions = [key[1] if isinstance(key, tuple) else key for key in keys]
+        where = torch.tensor(positions, dtype=torch.long)
+        where = where if self.indices is None else self.indices[where]
+        fetched = rows(self.data, where)
+        if fetched is None:
+            return [self[key] for key in keys]
+        return list(zip(*(part.unbind(0) for part in fetched), where.tolist()))
+
+
+def rows(data: Dataset, where: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+    """The items ``where`` of a set held as tensors, as one tensor per field (None for others):
+    a ``TensorDataset``, or a set with ``rows(where)``."""
+    if isinstance(data, TensorDataset):
+        return tuple(t[where] for t in data.tensors)
+    if hasattr(data, "rows"):
+        return data.rows(where)
+    return None
 
 
 class EpochSampler(Sampler):

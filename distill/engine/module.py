@@ -164,7 +164,9 @@ class DistillationModule(L.LightningModule):
                             f"lower the learning rate or this term's weight")
         logs["train/loss"] = total.detach()
         self.epoch_terms.add(logs, len(step.labels))
-        if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's means, logged once
+        trainer = self._trainer  # None when a step is taken by hand
+        if trainer is not None and batch_idx + 1 == trainer.num_training_batches:
+            # the epoch's means, logged once
             self.log_dict(self.epoch_terms.means(), on_step=False, on_epoch=True, batch_size=1)
         return total
 

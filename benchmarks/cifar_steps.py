@@ -1,0 +1,221 @@
+"""The workbench against a plain PyTorch loop doing exactly the same work on a CIFAR-shaped KD
+workload: the same CIFAR-10-format files (generated 32x32 images, read by the real loader), the
+same batches and augmented inputs (the data module's loader and its crop and flip), a frozen
+teacher's forward pass, the student's CE + KD (T = 4) step with SGD.
+
+    .venv/bin/python benchmarks/cifar_steps.py [--pairs resnet56:resnet20,resnet32x4:resnet8x4]
+                                               [--steps 24] [--warmup 4] [--repeats 3]
+
+Each measurement is its own process (one torch thread), plain and workbench in turn; a process
+times ``--steps`` training steps after ``--warmup`` and reports its peak resident memory. Prints
+steps/s, the ratio workbench/plain and the peak memory of each, median over ``--repeats``.
+Run by hand, results in the README; never part of the tests.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+EXPERIMENT = """\
+name: bench
+seeds: [0]
+data: {{name: cifar10, root: {root}, batch_size: 64, num_workers: 0}}
+threads: 1
+teacher: {{role: frozen, net: {{name: {teacher}}}, checkpoint: {weights}}}
+student: {{net: {{name: {student}}}}}
+train: {{epochs: 1, optimizer: {{name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 5.0e-4}}}}
+objectives:
+  - {{name: ce}}
+  - {{name: kd, temperature: 4}}
+"""
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def write_cifar10(root: Path, images: int) -> None:
+    """CIFAR-10's python-version files with random images: the real format, read by the real
+    loader."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    per = images // 5
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (per, 3072), dtype=np.uint8),
+                 b"labels": rng.integers(0, 10, per).tolist()}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f, protocol=4)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, f, protocol=4)
+
+
+def experiment_file(work: Path, teacher: str, student: str) -> Path:
+    from students import build_network
+
+    weights = work / f"{teacher}.pt"
+    if not weights.exists():
+        torch.manual_seed(0)
+        net = build_network(teacher, {}, num_classes=10, input_shape=(3, 32, 32))
+        torch.save(net.net.state_dict(), weights)
+    f = work / f"{teacher}-{student}.yaml"
+    f.write_text(EXPERIMENT.format(root=work / "data", teacher=teacher, student=student,
+                                   weights=weights))
+    return f
+
+
+class StepClock:
+    """Times steps ``warmup`` .. ``warmup + steps`` of a training loop."""
+
+    def __init__(self, warmup: int, steps: int):
+        self.warmup, self.steps, self.count, self.started, self.seconds = warmup, steps, 0, 0.0, 0.0
+
+    def tick(self) -> bool:
+        """Call before each step; False once the timed steps are done."""
+        if self.count == self.warmup:
+            self.started = time.perf_counter()
+        if self.count == self.warmup + self.steps:
+            self.seconds = time.perf_counter() - self.started
+            return False
+        self.count += 1
+        return True
+
+
+def plain(path: Path, clock: StepClock) -> None:
+    """The same work as a bare loop: the data module's batches and augmentation, the frozen
+    teacher's logits, CE + KD, SGD."""
+    from distill.config import load_experiment
+    from distill.engine.build import build_data, build_module, build_teacher, seeded
+
+    exp = load_experiment(str(path)).variants["default"]
+    seeded(0)
+    data = build_data(exp, 0)
+    role = build_teacher(exp, data, None)
+    teacher = role.network.eval()
+    student = build_module(exp, data, role).student.train()
+    opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    epoch = 0
+    while True:
+        loader = data.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            if not clock.tick():
+                return
+            x, y, _ = data.training_batch(batch, epoch)
+            with torch.no_grad():
+                t_logits = teacher(x).logits
+            logits = student(x).logits
+            kd = F.kl_div(F.log_softmax(logits / 4, 1), F.softmax(t_logits / 4, 1),
+                          reduction="batchmean") * 16
+            loss = F.cross_entropy(logits, y) + kd
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        epoch += 1
+
+
+def workbench(path: Path, clock: StepClock, out: Path) -> None:
+    """The stage a ``distill run`` trains (its trainer, checkpoints and logs), timed by a
+    callback."""
+    from lightning.pytorch.callbacks import Callback
+
+    from distill.config import load_experiment
+    from distill.engine.build import build_data, build_module, build_teacher, seeded
+    from distill.engine.stage import RunPlan, quiet_lightning, stage_trainer
+
+    class Stop(Exception):
+        pass
+
+    class Clocked(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if not clock.tick():
+                raise Stop
+
+    quiet_lightning()
+    epochs = 1 + (clock.warmup + clock.steps) // 40
+    exp = load_experiment(str(path), [f"train.epochs={epochs}"]).variants["default"]
+    seeded(0)
+    data = build_data(exp, 0)
+    module = build_module(exp, data, build_teacher(exp, data, None))
+    trainer = stage_trainer(exp, out, "bench", RunPlan(interactive=False))
+    trainer.callbacks.append(Clocked())
+    try:
+        trainer.fit(module, datamodule=data)
+    except Stop:
+        pass
+
+
+def one(args) -> None:
+    torch.set_num_threads(1)
+    clock = StepClock(args.warmup, args.steps)
+    work = Path(args.work)
+    path = work / f"{args.pair.replace(':', '-')}.yaml"
+    if args.one == "plain":
+        plain(path, clock)
+    else:
+        with tempfile.TemporaryDirectory() as out:
+            workbench(path, clock, Path(out))
+    print(json.dumps({"steps_per_s": args.steps / clock.seconds,
+                      "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--pairs", default="resnet56:resnet20,resnet32x4:resnet8x4")
+    p.add_argument("--steps", type=int, default=24)
+    p.add_argument("--warmup", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--one", choices=["plain", "workbench"], help=argparse.SUPPRESS)
+    p.add_argument("--pair", help=argparse.SUPPRESS)
+    p.add_argument("--work", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        return one(args)
+    print(f"{cpu_model()}, {torch.get_num_threads()} threads available, 1 used; "
+          f"torch {torch.__version__}; batch 64, CE + KD, frozen teacher")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        write_cifar10(work / "data", images=2560)
+        for pair in args.pairs.split(","):
+            experiment_file(work, *pair.split(":"))
+            results = {"plain": [], "workbench": []}
+            for _ in range(args.repeats):
+                for kind in ("plain", "workbench"):
+                    done = subprocess.run(
+                        [sys.executable, __file__, "--one", kind, "--pair", pair, "--work", tmp,
+                         "--steps", str(args.steps), "--warmup", str(args.warmup)],
+                        capture_output=True, text=True)
+                    if done.returncode:
+                        sys.exit(f"{kind} {pair} failed:\n{done.stderr[-3000:]}")
+                    results[kind].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            speed = {k: statistics.median(r["steps_per_s"] for r in v) for k, v in results.items()}
+            peak = {k: statistics.median(r["peak_mib"] for r in v) for k, v in results.items()}
+            print(f"{pair}: plain {speed['plain']:.3f} steps/s ({peak['plain']:.0f} MiB), "
+                  f"workbench {speed['workbench']:.3f} steps/s ({peak['workbench']:.0f} MiB), "
+                  f"ratio {speed['workbench'] / speed['plain']:.3f}  (median of {args.repeats})")
+
+
+if __name__ == "__main__":
+    main()
