@@ -103,17 +103,43 @@ def cmd_run(args) -> int:
         raise UserError("--out '': give the folder the runs go to, e.g. --out runs")
     ef = _load(args)
     out = Path(args.out) / "_fast" if args.fast else Path(args.out)
+    if args.teachers_only and args.jobs > 1:
+        raise UserError("--teachers-only trains each teacher stage once; give it without --jobs")
     jobs = start_jobs(args, out / ef.base.name) if getattr(args, "jobs", 1) > 1 else []
     try:
-        run_experiment(ef, out, args.seeds, RunPlan(fast=args.fast), say=_say)
+        run_experiment(ef, out, args.seeds, RunPlan(fast=args.fast), say=_say,
+                       teachers_only=args.teachers_only)
     finally:
         failed = finish_jobs(jobs)
     if failed:
         raise UserError(f"{failed}; the runs it left are finished by running the same command "
                         f"again")
+    if args.teachers_only:
+        return 0
     print()
     _print_table(out / ef.base.name, "table", None, baseline=ef.baseline, order=list(ef.variants),
                  baseline_if_present=True)
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from distill.cluster_plan import plan_commands
+
+    ef = _load(args, args.without_data)
+    teachers, grid, after = plan_commands(ef, args)
+    if args.stage != "all":
+        print("\n".join(teachers if args.stage == "teachers" else grid))
+        return 0
+    print(f"# {ef.base.name}: {len(teachers)} teacher job(s), then {len(grid)} grid jobs that "
+          f"need them; run from any machine that sees the same files")
+    if teachers:
+        print("# 1. the teacher stages (the grid's jobs depend on them)")
+        print("\n".join(teachers))
+    print(f"# {2 if teachers else 1}. one job per variant and seed (a job array)")
+    print("\n".join(grid))
+    print(f"# {3 if teachers else 2}. when all have finished: the results store from the run "
+          f"folders, then the table")
+    print("\n".join(after))
     return 0
 
 
@@ -330,7 +356,24 @@ def parser() -> argparse.ArgumentParser:
                      help="run the variants x seeds in N local processes (default 1)")
     run.add_argument("--resume", action="store_true",
                      help="continue where an interrupted run stopped (what re-running does anyway)")
+    run.add_argument("--teachers-only", action="store_true",
+                     help="train the teacher stages only (the first job of `distill plan`)")
     run.set_defaults(func=cmd_run)
+
+    plan = sub.add_parser("plan", help="one self-contained command per teacher stage and per "
+                                       "variant x seed, for a cluster scheduler's job array")
+    plan.add_argument("file")
+    plan.add_argument("--out", default="runs", help="output root the jobs write to (default: runs)")
+    plan.add_argument("--variant", action="append", help="only this variant (repeatable)")
+    plan.add_argument("--seeds", type=_seeds, help="seeds to run instead of the file's, e.g. 0,1")
+    plan.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
+    plan.add_argument("--sweep", action="append", metavar="KEY.PATH=V1,V2")
+    plan.add_argument("--stage", choices=["all", "teachers", "grid"], default="all",
+                      help="all (commented, in order), or only the teachers' or the grid's "
+                           "commands, one a line (e.g. for a job array)")
+    plan.add_argument("--without-data", action="store_true",
+                      help="validate with stand-ins for data read from files (see validate)")
+    plan.set_defaults(func=cmd_plan)
 
     val = sub.add_parser("validate", help="check a file without training (exit 0 or 2)")
     val.add_argument("file")

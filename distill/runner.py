@@ -146,11 +146,12 @@ class Run:
 
 
 def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan: RunPlan,
-                   say=print) -> list[dict]:
+                   say=print, teachers_only: bool = False) -> list[dict]:
     """Every variant x seed of ``ef``; returns one summary dict per run. Each teacher stage first
     (a process that finds another one training it goes on); then the runs that do not read a
     teacher, then those that do, each waiting for its teacher. Runs that another process holds
-    are left for the end, then waited for."""
+    are left for the end, then waited for. ``teachers_only``: the teacher stages alone (the first
+    job of a cluster plan)."""
     quiet_lightning()
     check_output(out, ef)
     store = ResultsStore(out / "results.sqlite")
@@ -169,8 +170,10 @@ def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan:
         for key, (_, part) in zip(keys, teacher_parts(ef.variants[variant])):
             if key is not None:
                 stage_exp.setdefault(key, part)
-    teachers = {key: ensure_teacher(exp, exp_dir, plan, store, say, wait=False)
+    teachers = {key: ensure_teacher(exp, exp_dir, plan, store, say, wait=teachers_only)
                 for key, exp in stage_exp.items()}  # weights file, None: held elsewhere
+    if teachers_only:
+        return summaries
     for variant in sorted(ef.variants, key=reads.get):
         exp, keys = ef.variants[variant], stages[variant]
         teacher_weights = None
