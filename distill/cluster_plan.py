@@ -11,11 +11,19 @@ import sys
 from pathlib import Path
 
 from distill.config.load import ExperimentFile
+from distill.errors import UserError
 from distill.runner import stage_keys
 
 
 def plan_commands(ef: ExperimentFile, args) -> tuple[list[str], list[str], list[str]]:
     """(teacher commands, one command per variant x seed, the commands for afterwards)."""
+    given = {"the working directory": os.getcwd(), "FILE": args.file, "--out": args.out,
+             **{f"--{key} {value}": value for key in ("set", "sweep")
+                for value in getattr(args, key) or []}}
+    for what, text in given.items():
+        if "\n" in text or "\r" in text:
+            raise UserError(f"{what!s:.60} holds a line break; the plan's commands are one a line "
+                            f"(a job array reads line k): rename it or give it without one")
     here = shlex.quote(os.getcwd())
     cli = [sys.executable, "-m", "distill.cli"]
     out = str(Path(args.out).resolve())

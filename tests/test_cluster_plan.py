@@ -92,6 +92,15 @@ def test_the_plans_jobs_run_apart_give_the_table_of_one_run(tmp_path, capsys):
     assert tables[0] == tables[1]
 
 
+def test_a_value_with_a_line_break_is_refused_since_each_command_is_one_line(tmp_path, capsys):
+    f = tmp_path / "pair.yaml"
+    f.write_text(PAIR)
+    assert main(["plan", str(f), "--out", str(tmp_path / "a\nb")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--out" in captured.err and "line break" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+
+
 def test_teachers_only_is_one_process(tmp_path, capsys):
     f = tmp_path / "pair.yaml"
     f.write_text(PAIR)
