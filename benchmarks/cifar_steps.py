@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
+IMAGES = 2560  # training images: 40 batches of 64, one epoch holds the timed steps
 sys.path.insert(0, str(ROOT))
 
 EXPERIMENT = """\
@@ -154,8 +155,7 @@ def workbench(path: Path, clock: StepClock, out: Path) -> None:
                 raise Stop
 
     quiet_lightning()
-    epochs = 1 + (clock.warmup + clock.steps) // 40
-    exp = load_experiment(str(path), [f"train.epochs={epochs}"]).variants["default"]
+    exp = load_experiment(str(path)).variants["default"]
     seeded(0)
     data = build_data(exp, 0)
     module = build_module(exp, data, build_teacher(exp, data, None))
@@ -191,13 +191,16 @@ def main():
     p.add_argument("--pair", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.warmup + args.steps >= IMAGES // 64:
+        sys.exit(f"--warmup + --steps must stay inside one epoch of {IMAGES // 64} batches (no "
+                 f"end-of-epoch validation or checkpoint in the timed steps)")
     if args.one:
         return one(args)
     print(f"{cpu_model()}, {torch.get_num_threads()} threads available, 1 used; "
           f"torch {torch.__version__}; batch 64, CE + KD, frozen teacher")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        write_cifar10(work / "data", images=2560)
+        write_cifar10(work / "data", images=IMAGES)
         for pair in args.pairs.split(","):
             experiment_file(work, *pair.split(":"))
             results = {"plain": [], "workbench": []}

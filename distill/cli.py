@@ -128,7 +128,8 @@ def cmd_plan(args) -> int:
     ef = _load(args, args.without_data)
     teachers, grid, after = plan_commands(ef, args)
     if args.stage != "all":
-        print("\n".join(teachers if args.stage == "teachers" else grid))
+        for command in teachers if args.stage == "teachers" else grid:
+            print(command)
         return 0
     print(f"# {ef.base.name}: {len(teachers)} teacher job(s), then {len(grid)} grid jobs that "
           f"need them; run from any machine that sees the same files")
@@ -199,6 +200,7 @@ def cmd_resume(args) -> int:
     exp_dir = Path(args.dir)
     args.file, args.set, args.sweep = source_of(exp_dir)
     args.out, args.fast, args.seeds, args.variant = str(exp_dir.parent), False, None, None
+    args.jobs, args.teachers_only = 1, False
     return cmd_run(args)
 
 

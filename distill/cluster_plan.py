@@ -37,7 +37,10 @@ def plan_commands(ef: ExperimentFile, args) -> tuple[list[str], list[str], list[
         return f"cd {here} && " + " ".join(shlex.quote(w) for w in words)
 
     has_stage = any(key is not None for exp in ef.variants.values() for key in stage_keys(exp))
-    teachers = [line(run + ["--teachers-only"])] if has_stage else []
+    chosen = [word for variant in args.variant or [] for word in ("--variant", variant)]
+    if args.seeds:
+        chosen += ["--seeds", ",".join(map(str, args.seeds))]
+    teachers = [line(run + chosen + ["--teachers-only"])] if has_stage else []
     grid = [line(run + ["--variant", variant, "--seeds", str(seed)])
             for variant, exp in ef.variants.items() for seed in (args.seeds or exp.seeds)]
     after = [line([*cli, "rebuild", out]),

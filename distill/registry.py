@@ -43,7 +43,8 @@ def nearest(word: str, options) -> str:
 POSITIVE = re.compile(r"^(lr|temperature|k|hidden|width|widen|depth|heads|dim|bottleneck|steps"
                       r"|num_samples)$|(^|_)(temperature|temp|tau)(_(max|min))?$"
                       r"|_(dim|size|mult|ratio|per_image|layers)$|^gamma$")
-NON_NEGATIVE = re.compile(r"^(weight_decay|min_lr|milestones|max_shift|noise|scale)$|epochs$")
+NON_NEGATIVE = re.compile(r"^(weight_decay|min_lr|milestones|max_shift|noise|scale|padding|"
+                          r"brightness|contrast|saturation)$|epochs$")
 FRACTION = re.compile(r"^(momentum|label_smoothing|dropout)$")  # 0 to 1
 
 

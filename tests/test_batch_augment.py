@@ -133,7 +133,7 @@ def test_signal_shifts_scales_and_adds_noise_of_its_spread():
     assert (noisy - x).std().item() == pytest.approx(0.3, rel=0.02)
 
 
-def test_image_views_crop_within_their_scale_and_flip_half():
+def test_image_views_flip_half_and_crop_the_drawn_box():
     x = batch_of(torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(3)), 200)
     draws = SampleDraws(0, 0, torch.arange(200))
     whole = image(crop_scale=(1.0, 1.0), flip=True)(x, draws, 2)
@@ -147,8 +147,44 @@ def test_image_views_crop_within_their_scale_and_flip_half():
         image(crop_scale=(0.5, 0.2))
 
 
+def test_crop_jitter_on_one_channel_images_has_contrast_and_brightness_only():
+    g = torch.Generator().manual_seed(7)
+    x = torch.rand(16, 1, 8, 8, generator=g)
+    draws = SampleDraws(0, 0, torch.arange(16))
+    off = dict(padding=0, flip=False, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0,
+               jitter_p=1.0, grayscale_p=1.0)
+    for key in ("saturation", "hue"):  # no colour to change; grayscale is the image itself
+        assert torch.equal(crop_jitter(**{**off, key: 0.4 if key != "hue" else 0.2})(x, draws, 1),
+                           x)
+    out = crop_jitter(**{**off, "contrast": 0.5})(x, draws, 1)
+    factors = 0.5 + draws.uniform(1, 7)[:, 6]  # 5 + 1 op: its order, then its factor
+    expected = torch.stack([v2.functional.adjust_contrast(x[b], float(factors[b]))
+                            for b in range(16)])
+    torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("views, message", [
+    ("{name: crop_jitter, count: 2, mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2]}",
+     "data.views: crop_jitter makes views of shape (3, 8, 8) from inputs of shape (1, 8, 8)"),
+    ("{name: crop_jitter, count: 2, padding: -2}", "data.views.padding: padding must be 0 or"),
+    ("{name: crop_jitter, count: 2, brightness: -0.4}", "data.views.brightness: brightness must"),
+    ("{name: signal, count: 2, noise: -1}", "data.views.noise: noise must be 0 or more"),
+])
+def test_views_that_cannot_work_on_the_inputs_are_refused_at_validate(tmp_path, capsys, views,
+                                                                     message):
+    from distill.cli import main
+
+    f = tmp_path / "v.yaml"
+    f.write_text(f"name: v\nseeds: [0]\ndata: {{name: digits, batch_size: 64, views: {views}}}\n"
+                 f"student: {{net: {{name: mlp, hidden: [16]}}}}\ntrain: {{epochs: 1}}\n"
+                 f"objectives: [{{name: ce}}, {{name: supcon}}]\n")
+    assert main(["validate", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
 def test_crop_jitter_refuses_spreads_out_of_range():
-    for key, value in (("brightness", -0.1), ("hue", 0.6), ("jitter_p", 1.5)):
+    for key, value in (("hue", 0.6), ("jitter_p", 1.5)):
         with pytest.raises(ConfigError) as error:
             crop_jitter(**{key: value})
         assert error.value.key == f"data.views.{key}"

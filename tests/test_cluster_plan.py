@@ -31,7 +31,8 @@ def test_the_plan_is_the_teacher_job_then_one_job_per_variant_and_seed(tmp_path,
     assert len(commands) == 1 + 4 + 2
     words = [shlex.split(c) for c in commands]
     assert all(w[:3] == ["cd", str(tmp_path.cwd()), "&&"] for w in words)
-    assert words[0][3] == sys.executable and words[0][-1] == "--teachers-only"
+    assert words[0][3] == sys.executable and words[0][-3:] == ["--seeds", "0,1",
+                                                               "--teachers-only"]
     grid = words[1:5]
     assert [(w[w.index("--variant") + 1], w[w.index("--seeds") + 1]) for w in grid] == [
         ("ce-only", "0"), ("ce-only", "1"), ("kd", "0"), ("kd", "1")]
@@ -53,8 +54,16 @@ def test_a_file_without_a_teacher_stage_plans_the_grid_alone(tmp_path, capsys):
                               "  train: {epochs: 1}\n", "")
                  .replace("  - {name: kd, temperature: 4}\n", "")
                  .replace("  kd: {}\n", "  wider: {student: {net: {name: mlp, hidden: [64]}}}\n"))
-    assert plan(capsys, f, "--stage", "teachers") == [""]
+    assert plan(capsys, f, "--stage", "teachers") == []  # no empty task for an array
     assert len(plan(capsys, f, "--stage", "grid")) == 4
+
+
+def test_a_plan_of_some_variants_trains_only_their_teachers(tmp_path, capsys):
+    f = tmp_path / "pair.yaml"
+    f.write_text(PAIR)
+    teacher = shlex.split(plan(capsys, f, "--variant", "kd", "--stage", "teachers")[0])
+    assert teacher[-3:] == ["--variant", "kd", "--teachers-only"]
+    assert len(plan(capsys, f, "--variant", "kd", "--stage", "grid")) == 2
 
 
 def test_a_bad_file_is_refused_before_any_command_is_printed(tmp_path, capsys):

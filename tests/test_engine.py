@@ -162,6 +162,25 @@ def test_every_term_and_the_total_are_logged_as_means_over_the_epochs_samples(ti
     assert float(total) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("limits", [{"limit_train_batches": 3}, {"max_steps": 5}])
+def test_an_epoch_of_fewer_batches_logs_the_mean_of_those_it_ran(tiny, limits):
+    module, data = built(tiny, "ce-only")
+    totals = []
+    step = module.training_step
+
+    def recorded(batch, batch_idx):
+        total = step(batch, batch_idx)
+        totals.append(total.item())
+        return total
+
+    module.training_step = recorded
+    t = trainer(max_epochs=1, **limits)
+    t.fit(module, datamodule=data)
+    count = limits.get("limit_train_batches", limits.get("max_steps"))
+    assert len(totals) == count
+    assert float(t.callback_metrics["train/loss"]) == pytest.approx(sum(totals) / count, rel=1e-5)
+
+
 def test_epoch_means_weigh_by_batch_size_and_count_each_name_where_it_was_added():
     from distill.engine.epoch_means import EpochMeans
 
@@ -197,6 +216,8 @@ def test_run_records_skips_finished_runs_and_compare_prints_the_table(tiny, tmp_
     again = capsys.readouterr().out
     assert "teacher: reusing" in again and "finished earlier, skipped" in again
     assert (out / "tiny" / "kd" / "seed0" / "metrics.json").stat().st_mtime_ns == mtime
+    assert main(["resume", str(out / "tiny")]) == 0  # what the folder records, run again
+    assert "finished earlier, skipped" in capsys.readouterr().out
 
     assert main(["compare", str(out / "tiny"), "--format", "csv"]) == 0
     csv = capsys.readouterr().out

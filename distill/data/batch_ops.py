@@ -57,7 +57,7 @@ def crop_boxes(u: torch.Tensor, height: int, width: int, scale: tuple[float, flo
     log-uniform aspect ratio in ``ratio`` (u: B x 40, four numbers per try), the first box that
     fits, else the whole image cut to the nearest ratio in range, centred."""
     b, area = len(u), height * width
-    tries = u[:, :40].view(b, 10, 4)
+    tries = u[:, :40].double().view(b, 10, 4)  # float64, as torchvision draws them
     target = area * (scale[0] + (scale[1] - scale[0]) * tries[..., 0])
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
     aspect = torch.exp(log_lo + (log_hi - log_lo) * tries[..., 1])
@@ -103,7 +103,10 @@ def _bilinear_boxes(x: torch.Tensor, top, left, height, width) -> torch.Tensor:
 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:
-    """ITU-R 601-2 luma of RGB images, B x 1 x H x W (torchvision's ``rgb_to_grayscale``)."""
+    """ITU-R 601-2 luma of RGB images, B x 1 x H x W (torchvision's ``rgb_to_grayscale``); a
+    one-channel image is its own."""
+    if x.shape[1] == 1:
+        return x
     r, g, b = x.unbind(dim=1)
     return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(1)
 
@@ -122,11 +125,15 @@ def contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 
 
 def saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return _blend(x, grayscale(x), factor)
+    """Blend with the grayscale image (one-channel images have no colour: unchanged)."""
+    return x if x.shape[1] == 1 else _blend(x, grayscale(x), factor)
 
 
 def hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Rotate the hue by ``shift`` (in turns, [-0.5, 0.5]) in HSV space."""
+    """Rotate the hue by ``shift`` (in turns, [-0.5, 0.5]) in HSV space (one-channel images have
+    no hue: unchanged)."""
+    if x.shape[1] == 1:
+        return x
     r, g, b = x.unbind(dim=1)
     top, _ = x.max(dim=1)
     bottom, _ = x.min(dim=1)

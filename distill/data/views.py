@@ -92,10 +92,6 @@ def crop_jitter(padding: int = 4, flip: bool = True, brightness: float = 0.4,
     for key, p in (("jitter_p", jitter_p), ("grayscale_p", grayscale_p)):
         if not 0 <= p <= 1:
             raise ConfigError(f"data.views.{key}", f"{key} is a probability in [0, 1], got {p}")
-    for key, v in (("brightness", brightness), ("contrast", contrast),
-                   ("saturation", saturation)):
-        if v < 0:
-            raise ConfigError(f"data.views.{key}", f"{key} is a non-negative spread, got {v}")
     if not 0 <= hue <= 0.5:
         raise ConfigError("data.views.hue", f"hue is a spread in [0, 0.5], got {hue}")
     if (mean is None) != (std is None) or (mean is not None and len(mean) != len(std)):
@@ -122,8 +118,8 @@ def crop_jitter(padding: int = 4, flip: bool = True, brightness: float = 0.4,
                     chosen = jitter & (order[:, slot] == k)
                     if bool(chosen.any()):
                         out = ops.where(chosen, op(out, lo + (hi - lo) * factors[:, k]), out)
-        grey = ops.grayscale(out).expand_as(out)
-        out = ops.where(u[:, 4] < grayscale_p, grey, out)
+        if grayscale_p > 0:
+            out = ops.where(u[:, 4] < grayscale_p, ops.grayscale(out).expand_as(out), out)
         return out if m is None else (out - m.to(x)) / s.to(x)
 
     return augment

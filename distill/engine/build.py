@@ -9,6 +9,7 @@ import json
 
 import lightning as L
 import torch
+from torch.utils.data import default_collate
 
 from distill.config.schema import Experiment, NetSpec
 from distill.data.base import DataModule, Splits
@@ -68,8 +69,18 @@ def build_data(exp: Experiment, seed: int, without_data: bool = False) -> DataMo
         with user_values("data.views"):
             views = (augmentations.get(spec.views.name).target(**spec.views.params()),
                      spec.views.count)
-    return DataModule(splits, spec.batch_size, spec.num_workers, seed, spec.eval_batch_size,
+    data = DataModule(splits, spec.batch_size, spec.num_workers, seed, spec.eval_batch_size,
                       train_index=train_index, views=views)
+    if views is not None or splits.augment is not None:  # refused here, not at the first batch
+        with user_values("data.views" if views is not None else "data"):
+            batch = data.training_batch(default_collate([data.train_set[i] for i in
+                                                         range(min(2, len(data.train_set)))]), 0)
+        if views is not None and batch[3].shape[2:] != batch[0].shape[1:]:
+            raise ConfigError("data.views", f"{spec.views.name} makes views of shape "
+                                            f"{tuple(batch[3].shape[2:])} from inputs of shape "
+                                            f"{tuple(batch[0].shape[1:])}; give one mean and std "
+                                            f"per channel of the inputs")
+    return data
 
 
 @contextlib.contextmanager

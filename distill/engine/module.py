@@ -165,10 +165,21 @@ class DistillationModule(L.LightningModule):
         logs["train/loss"] = total.detach()
         self.epoch_terms.add(logs, len(step.labels))
         trainer = self._trainer  # None when a step is taken by hand
-        if trainer is not None and batch_idx + 1 == trainer.num_training_batches:
-            # the epoch's means, logged once
-            self.log_dict(self.epoch_terms.means(), on_step=False, on_epoch=True, batch_size=1)
+        if trainer is not None and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self.log_epoch_terms()
         return total
+
+    def log_epoch_terms(self) -> None:
+        """The epoch's means of the training terms, logged once (at its last batch, so that the
+        epoch line and the CSV row have them)."""
+        if self.epoch_terms.sums:
+            self.log_dict(self.epoch_terms.means(), on_step=False, on_epoch=True, batch_size=1)
+
+    def on_train_epoch_start(self):
+        self.epoch_terms = EpochMeans()
+
+    def on_train_epoch_end(self):
+        self.log_epoch_terms()  # an epoch cut short (max_steps, max_time) has no last batch
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         if self.teacher is not None:
