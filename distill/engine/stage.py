@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from distill.config.schema import Experiment
 from distill.engine.build import build_data, build_module, build_teacher, seeded
 from distill.engine.module import DistillationModule
+from distill.engine.allocator import keep_freed_memory
 from distill.engine.checkpoint_io import SafeCheckpointIO
 from distill.engine.epoch_log import EpochLog
 from distill.engine.progress import progress_callbacks
@@ -215,6 +216,7 @@ def other_loggers(exp: Experiment, run_dir: Path, label: str) -> list:
 def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> L.Trainer:
     """The Trainer of one stage: CSV logs and an epoch-end checkpoint (``last_checkpoint``) in
     ``run_dir``, written atomically, so an interrupted stage resumes from its last finished epoch."""
+    keep_freed_memory()
     trainer_args = _trainer_args(exp.trainer)
     if plan.fast:
         trainer_args.update(limit_train_batches=3, limit_val_batches=2)
