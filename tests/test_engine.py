@@ -267,3 +267,26 @@ def test_a_checkpoint_holds_each_tensor_once(tmp_path):
     assert tensor_bytes(ckpt["callbacks"]) <= 16
     assert tensor_bytes(ckpt) - model == tensor_bytes(ckpt["optimizer_states"]) + \
         tensor_bytes(ckpt["rng_state"]) + tensor_bytes(ckpt["callbacks"])
+
+
+def test_validate_every_measures_each_nth_epoch_and_the_last(tmp_path, capsys):
+    from distill.engine.validation_schedule import validates
+
+    assert [e for e in range(7) if validates(e, 3, 7)] == [2, 5, 6]
+    assert [e for e in range(7) if validates(e, 1, 7)] == list(range(7))
+    f = tmp_path / "every.yaml"
+    f.write_text(TINY.split("teacher:")[0] + "student:\n  net: {name: mlp, hidden: [32]}\n"
+                 "train: {epochs: 4, validate_every: 3, optimizer: {name: sgd, lr: 0.05}}\n"
+                 "objectives: [{name: ce}]\n")
+    assert main(["run", str(f), "--out", str(tmp_path / "runs")]) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("[default s0]")]
+    assert ["val/acc" in line for line in lines] == [False, False, True, True]
+    m = json.loads((tmp_path / "runs" / "tiny" / "default" / "seed0" / "metrics.json").read_text())
+    assert m["epochs"] == 4 and len(m["history"]) == 2 and m["top1"] == m["history"][-1]
+
+
+def test_validate_every_at_its_default_leaves_the_recorded_recipe_as_it_was():
+    from distill.config.schema import TrainSpec
+
+    assert "validate_every" not in TrainSpec().model_dump()
+    assert TrainSpec(validate_every=2).model_dump()["validate_every"] == 2

@@ -896,10 +896,12 @@ def test_a_real_bug_keeps_its_traceback(tmp_path, monkeypatch):
 RED_TEAM = {
     "accumulate 0": ("objectives:", "trainer: {accumulate_grad_batches: 0}\nobjectives:",
                      "trainer.accumulate_grad_batches", ["divide every step by zero"]),
-    "val every 0 epochs": ("objectives:", "trainer: {check_val_every_n_epoch: 0}\nobjectives:",
-                           "trainer.check_val_every_n_epoch", ["never measure"]),
+    "val every 3 epochs": ("objectives:", "trainer: {check_val_every_n_epoch: 3}\nobjectives:",
+                           "trainer.check_val_every_n_epoch", ["train.validate_every"]),
     "val interval 0": ("objectives:", "trainer: {val_check_interval: 0}\nobjectives:",
-                       "trainer.val_check_interval", ["never measure"]),
+                       "trainer.val_check_interval", ["train.validate_every"]),
+    "validate every 0": ("train: {epochs: 1}\nobjectives", "train: {epochs: 1, validate_every: 0}"
+                         "\nobjectives", "train.validate_every", []),
     "fast_dev_run": ("objectives:", "trainer: {fast_dev_run: true}\nobjectives:",
                      "trainer.fast_dev_run", ["set by the workbench"]),
     "max_steps 0": ("objectives:", "trainer: {max_steps: 0}\nobjectives:", "trainer.max_steps",

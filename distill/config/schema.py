@@ -64,11 +64,23 @@ class TrainSpec(Strict):
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     gradient_clip: float | None = Field(None, gt=0)
+    validate_every: int = Field(
+        1, ge=1, le=100_000, strict=True,
+        description="measure the test set every n-th epoch and always after the last one")
 
     @field_validator("schedule", mode="before")
     @classmethod
     def _schedule_by_name(cls, v):
         return {"name": v} if isinstance(v, str) else v
+
+    @model_serializer(mode="wrap")
+    def _validate_every_when_given(self, handler):
+        """At its default the dump is that of a recipe before the key existed, so run folders
+        made then keep their configuration (and resume) and teachers their stage."""
+        data = handler(self)
+        if self.validate_every == 1:
+            data.pop("validate_every", None)
+        return data
 
 
 class InitSpec(Strict):

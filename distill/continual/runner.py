@@ -159,7 +159,7 @@ def run_sequence(exp: Experiment, variant: str, seed: int, run_dir: Path, plan: 
             rows = evaluate_seen(module, base, tasks, task, kinds, task_seed(seed, task))
             manifest.record({"task": task, "classes": list(tasks.classes[task]), "rows": rows,
                              "test_counts": task_test_counts(base, tasks, task),
-                             "epochs": len(module.history), "history": module.history,
+                             "epochs": module.trainer.current_epoch, "history": module.history,
                              "train_seconds": round(time.perf_counter() - started, 2)})
             say(f"{label} task {task}: accuracy on tasks 0..{task} " + "; ".join(
                 f"{kind} {' '.join(f'{v:.1f}' for v in row)}" for kind, row in rows.items()))

@@ -9,22 +9,28 @@ from lightning.pytorch.callbacks import Callback, RichProgressBar
 
 class EpochLine(Callback):
     """Prints ``[run] epoch 3/30  loss 0.812  val/acc 71.20  (2.1 s)`` after each epoch (the task
-    kind's headline validation value: ``val/acc``, ``val/rsum``)."""
+    kind's headline validation value: ``val/acc``, ``val/rsum``; on epochs that measured the test
+    set)."""
 
     def __init__(self, label: str, stream=None):
         self.label = label
         self.stream = stream or sys.stdout
         self.started = time.perf_counter()
+        self.validated = False
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.started = time.perf_counter()
+        self.validated = False
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        self.validated = not trainer.sanity_checking
 
     def on_train_epoch_end(self, trainer, pl_module):
         m = trainer.callback_metrics
         parts = [f"[{self.label}] epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
         headline = f"val/{pl_module.kind.headline}" if hasattr(pl_module, "kind") else "val/acc"
         for key, fmt in (("train/loss", ".4f"), (headline, ".2f")):
-            if key in m:
+            if key in m and (key != headline or self.validated):
                 parts.append(f"{key} {float(m[key]):{fmt}}")
         parts.append(f"({time.perf_counter() - self.started:.1f} s)")
         print("  ".join(parts), file=self.stream, flush=True)

@@ -28,16 +28,20 @@ from distill.engine.allocator import keep_freed_memory
 from distill.engine.checkpoint_io import SafeCheckpointIO
 from distill.engine.epoch_log import EpochLog
 from distill.engine.progress import progress_callbacks
+from distill.engine.validation_schedule import ValidationSchedule
 from distill.errors import ConfigError, UserError, shorten
 from distill.registry import evaluators, nearest
 
 RESERVED_TRAINER_KEYS = {"max_epochs", "callbacks", "logger", "default_root_dir", "plugins",
                          "enable_progress_bar", "num_sanity_val_steps", "enable_model_summary",
                          "gradient_clip_val", "fast_dev_run", "max_steps", "min_steps",
-                         "min_epochs", "max_time"}
+                         "min_epochs", "max_time", "check_val_every_n_epoch", "val_check_interval"}
+INSTEAD = {"gradient_clip_val": "is set by the workbench; use train.gradient_clip",
+           **dict.fromkeys(("check_val_every_n_epoch", "val_check_interval"),
+                           "is set by the workbench, which measures the test set once at the end "
+                           "of an epoch; use train.validate_every (it always measures the last)")}
 # Trainer values Lightning accepts but no run can use: (key, smallest value, what it would do)
 AT_LEAST_ONE = {"accumulate_grad_batches": "divide every step by zero",
-                "check_val_every_n_epoch": "never measure the test set",
                 "log_every_n_steps": "divide by zero when logging",
                 "num_nodes": "run on no machine"}
 
@@ -56,8 +60,7 @@ def check_trainer_keys(trainer: dict) -> None:
     valid = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"} - RESERVED_TRAINER_KEYS
     for key in trainer:
         if key not in valid:
-            why = ("is set by the workbench; use train.gradient_clip" if key == "gradient_clip_val"
-                   else "is set by the workbench") if key in RESERVED_TRAINER_KEYS else \
+            why = INSTEAD.get(key, "is set by the workbench") if key in RESERVED_TRAINER_KEYS else \
                 f"is not a Lightning Trainer argument{nearest(key, valid)}"
             raise ConfigError(f"trainer.{key}", why)
     if trainer:
@@ -92,10 +95,6 @@ def check_trainer_values(trainer: dict) -> None:
         value = trainer.get(key)
         if isinstance(value, bool) or (isinstance(value, (int, float)) and value < 1):
             raise ConfigError(f"trainer.{key}", f"{value} would {why}; give 1 or more")
-    interval = trainer.get("val_check_interval")
-    if isinstance(interval, bool) or (isinstance(interval, (int, float)) and interval <= 0):
-        raise ConfigError("trainer.val_check_interval", f"{interval} would never measure the test "
-                                                        f"set; give more than 0")
     _check_cpu_values(trainer)
     for key in ("limit_train_batches", "limit_val_batches"):  # every epoch trains and measures
         value = trainer.get(key)
@@ -227,6 +226,7 @@ def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> 
                 *other_loggers(exp, run_dir, label)],
         callbacks=[ModelCheckpoint(dirpath=str(last_checkpoint(run_dir).parent), filename="last",
                                    save_top_k=1, enable_version_counter=False),
+                   ValidationSchedule(exp.train.validate_every),
                    *progress_callbacks(label, plan.progress_bar)],
         plugins=[SafeCheckpointIO()],
         enable_progress_bar=plan.progress_bar,
@@ -266,7 +266,7 @@ def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
         metrics.update(objective.summary())
     for spec in exp.evaluate:
         metrics.update(evaluators.get(spec.name).target(**spec.params())(module, data))
-    metrics.update(epochs=len(history), train_seconds=round(time.perf_counter() - started, 2))
+    metrics.update(epochs=trainer.current_epoch, train_seconds=round(time.perf_counter() - started, 2))
     metrics_file = run_dir / "metrics.json"
     tmp = metrics_file.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({**metrics, "history": history}, indent=2))
