@@ -260,8 +260,11 @@ def test_a_checkpoint_holds_each_tensor_once(tmp_path):
     _, module = fit(exp, 0, tmp_path / "run", "nd", RunPlan(fast=True, interactive=False))
     ckpt = torch.load(last_checkpoint(tmp_path / "run"), weights_only=True)
     assert not any(key.startswith("objective:") for key in ckpt.get("callbacks", {}))
-    model = tensor_bytes(module.state_dict())
-    assert tensor_bytes(ckpt["state_dict"]) == model
+    # the frozen teacher is rebuilt from its file: a digest stands in for its tensors
+    model = tensor_bytes({k: v for k, v in module.state_dict().items()
+                          if not k.startswith("teacher.")})
+    assert module.teacher is not None and tensor_bytes(ckpt["state_dict"]) == model
+    assert ckpt["teacher_digest"] == module.teacher_digest()
     # everything else: optimiser state (momentum buffers), the generators' state and
     # ModelCheckpoint's own scalar
     assert tensor_bytes(ckpt["callbacks"]) <= 16
@@ -290,3 +293,34 @@ def test_validate_every_at_its_default_leaves_the_recorded_recipe_as_it_was():
 
     assert "validate_every" not in TrainSpec().model_dump()
     assert TrainSpec(validate_every=2).model_dump()["validate_every"] == 2
+
+
+def test_a_run_resumes_only_against_the_teacher_weights_it_was_trained_with(tmp_path, capsys):
+    from distill.engine.teacher_in_checkpoints import digest
+    from experiment_text import digits_pair
+
+    f = tmp_path / "kd.yaml"
+    f.write_text(digits_pair("same", "  - {name: ce}\n  - {name: kd, temperature: 4}\n"))
+    out = tmp_path / "runs"
+    assert main(["run", str(f), "--out", str(out)]) == 0
+    run, teacher = out / "same" / "default" / "seed0", out / "same" / "teacher" / "teacher.pt"
+    first = json.loads((run / "metrics.json").read_text())
+    blob = torch.load(teacher, weights_only=True)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert not any(k.startswith("teacher.") for k in ckpt["state_dict"])
+    assert ckpt["teacher_digest"] == digest({"network.net." + k: v
+                                             for k, v in blob["state_dict"].items()})
+    (run / "metrics.json").unlink()  # run again: it resumes from its last checkpoint
+    assert main(["run", str(f), "--out", str(out)]) == 0
+    again = json.loads((run / "metrics.json").read_text())
+    assert again["top1"] == first["top1"]
+    capsys.readouterr()
+    name = next(iter(blob["state_dict"]))
+    blob["state_dict"][name] = blob["state_dict"][name] + 1e-3  # another teacher
+    torch.save(blob, teacher)
+    (run / "metrics.json").unlink()
+    assert main(["run", str(f), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other teacher weights" in err[0], err
+    assert err[0].startswith("teacher: ") and "last.ckpt" in err[0], err
+    assert not (run / "metrics.json").exists()

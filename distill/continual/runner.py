@@ -36,6 +36,7 @@ from distill.engine.checkpoint_io import SafeCheckpointIO
 from distill.engine.module import DistillationModule
 from distill.engine.stage import (RunPlan, check_run_folder, fingerprint, last_checkpoint,
                                    resolved_config, stage_trainer)
+from distill.engine.teacher_in_checkpoints import put_back
 from distill.errors import ConfigError, UserError
 
 HEATMAP = "accuracy_matrix.png"
@@ -95,7 +96,9 @@ def train_task(exp: Experiment, base: DataModule, tasks: TaskSequence, task: int
     module = build_module(exp, data, build_teacher(exp, data, teacher_weights), task=task,
                           teacher_weights=teacher_weights, tasks=tasks)
     if task > 0:
-        previous = read_checkpoint(last_checkpoint(task_dir(run_dir, task - 1)))
+        previous_file = last_checkpoint(task_dir(run_dir, task - 1))
+        previous = read_checkpoint(previous_file)
+        put_back(previous, module.teacher, module.teacher_digest, previous_file)  # left out
         module.load_state_dict(previous["state_dict"])
     if module.teacher is not None:
         module.teacher.on_task_start(task)

@@ -14,6 +14,7 @@ from distill.contracts import FIELDS, ModelOutput, Step
 from distill.engine.epoch_means import EpochMeans
 from distill.engine.rng_state import capture_rng, restore_rng
 from distill.engine.teacher_cache import TeacherCache
+from distill.engine.teacher_in_checkpoints import digest, from_files, leave_out, put_back
 from distill.errors import UserError
 from distill.objectives.base import Objective, ObjectiveHooks
 from distill.registry import optimizers, schedules
@@ -75,6 +76,7 @@ class DistillationModule(L.LightningModule):
                             if self.reports_teacher else None)
         self.teacher_history: list[float] = []
         self.resumed_rng: dict | None = None  # the generators' state in the checkpoint resumed from
+        self._teacher_digest: str | None = None
 
     # -- Lightning plumbing -------------------------------------------------------------------
     def configure_callbacks(self):
@@ -111,12 +113,21 @@ class DistillationModule(L.LightningModule):
             self.teacher_cache.fill(self.teacher, data.train_eval_dataloader(),
                                     len(data.splits.train), self.device)
 
+    def teacher_digest(self) -> str:
+        """The digest of a teacher rebuilt from files (:mod:`teacher_in_checkpoints`), once."""
+        if self._teacher_digest is None:
+            self._teacher_digest = digest(self.teacher.state_dict())
+        return self._teacher_digest
+
     def on_save_checkpoint(self, checkpoint):
         checkpoint["history"] = list(self.history)
         checkpoint["teacher_history"] = list(self.teacher_history)
         checkpoint["rng_state"] = capture_rng()
+        if from_files(self.teacher):
+            leave_out(checkpoint, self.teacher_digest())
 
     def on_load_checkpoint(self, checkpoint):
+        put_back(checkpoint, self.teacher, self.teacher_digest, self.trainer.ckpt_path)
         self.history = list(checkpoint.get("history", []))
         self.teacher_history = list(checkpoint.get("teacher_history", []))
         self.resumed_rng = checkpoint.get("rng_state")
