@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import sqlite3
 import sys
 import warnings
@@ -229,6 +230,34 @@ def _experiment_folder(text: str) -> Path:
     return folder
 
 
+def cmd_env(args) -> int:
+    from distill import environment
+
+    if args.run_dir is None:
+        record = environment.current()
+    else:
+        folder = Path(args.run_dir)
+        if not folder.is_dir():
+            raise UserError(f"{'is a file' if folder.exists() else 'no such folder'}; give a run "
+                            f"folder such as runs/<name>/<variant>/seed0", file=args.run_dir)
+        record = environment.read(folder)
+        if record is None:
+            hint = ("its runs are in <variant>/seed<k> below it" if (folder / "experiment.yaml")
+                    .is_file() else "made before records were kept, or damaged")
+            raise UserError(f"holds no readable {environment.FILE} ({hint}); give a run folder "
+                            f"such as runs/<name>/<variant>/seed0", file=args.run_dir)
+    if args.constraints is None:
+        sys.stdout.write(json.dumps(record, indent=2) + "\n")
+    elif args.constraints == "-":
+        sys.stdout.write(environment.constraints(record))
+    else:
+        from distill.atomic_write import atomic_write_text
+        atomic_write_text(args.constraints, environment.constraints(record))
+        _say(f"wrote {len(environment.constraints(record).splitlines())} pinned packages to "
+             f"{args.constraints}")
+    return 0
+
+
 def cmd_plot(args) -> int:
     from distill.results.plots import plot_experiment
 
@@ -432,6 +461,15 @@ def parser() -> argparse.ArgumentParser:
                      help="a network parameter for --modules, e.g. width=16 (repeatable)")
     lst.set_defaults(func=cmd_list)
 
+    env = sub.add_parser("env", help="the environment (Python, packages, devices, checkout) of "
+                                     "this install, or the one recorded in a run folder")
+    env.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
+                     help="a run folder (runs/<name>/<variant>/seed<k>, runs/<name>/teacher)")
+    env.add_argument("--constraints", nargs="?", const="-", metavar="FILE",
+                     help="write its package versions as pip constraints (name==version) to "
+                          "FILE (default: print them), for pip install -e '.[dev]' -c FILE")
+    env.set_defaults(func=cmd_env)
+
     res = sub.add_parser("resume", help="continue the experiment in runs/<name>")
     res.add_argument("dir")
     res.set_defaults(func=cmd_resume)
@@ -462,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as e:  # usage errors (one line, see OneLineParser) and --help
         return e.code if isinstance(e.code, int) else 2
+    from distill.environment import set_command
+    set_command(sys.argv if argv is None else ["distill", *argv])  # recorded with each run
     # library warnings are held back while the command runs: a refusal prints its one line only,
     # anything else shows them at the end
     with warnings.catch_warnings(record=True) as held:

@@ -43,7 +43,9 @@ def teacher_stage(exp: Experiment) -> Experiment:
 def teacher_identity(exp: Experiment) -> dict:
     """What decides the teacher's weights: its network, data and recipe."""
     identity = {"net": teacher_net_spec(exp).model_dump(), "data": exp.data.model_dump(),
-                "train": exp.teacher.train.model_dump(), "seed": exp.teacher.seed}
+                # how often it measured the test set does not change its weights
+                "train": exp.teacher.train.model_dump(exclude={"validate_every"}),
+                "seed": exp.teacher.seed}
     if exp.teacher.objectives:
         identity["objectives"] = [o.model_dump() for o in exp.teacher.objectives]
     return identity
@@ -106,7 +108,8 @@ def ensure_teacher(exp: Experiment, exp_dir: Path, plan: RunPlan, store: Results
         epochs = ("1 epoch of 3 batches (--fast)" if plan.fast
                   else f"{exp.teacher.train.epochs} epochs")
         say(f"teacher: training {teacher_net_spec(exp).name} for {epochs} -> {weights}")
-        metrics, module = fit(teacher_stage(exp), exp.teacher.seed, base_dir, label, plan)
+        metrics, module = fit(teacher_stage(exp), exp.teacher.seed, base_dir, label, plan,
+                              say=say)
         atomic_save({"state_dict": module.student.net.state_dict(),
                      "net": teacher_net_spec(exp).model_dump(), "metrics": metrics}, weights)
         store.record(exp.name, label, exp.teacher.seed, numeric(metrics))
@@ -140,7 +143,7 @@ class Run:
         else:
             say(f"{variant} seed {seed}: training -> {self.run_dir}")
             metrics, _ = fit(exp, seed, self.run_dir, f"{variant} s{seed}", plan,
-                             self.teacher_weights)
+                             self.teacher_weights, say)
         return {"variant": variant, "seed": seed,
                 **record_stage(store, exp.name, variant, seed, metrics)}
 

@@ -264,7 +264,7 @@ def test_a_checkpoint_holds_each_tensor_once(tmp_path):
     model = tensor_bytes({k: v for k, v in module.state_dict().items()
                           if not k.startswith("teacher.")})
     assert module.teacher is not None and tensor_bytes(ckpt["state_dict"]) == model
-    assert ckpt["teacher_digest"] == module.teacher_digest()
+    assert ckpt["teacher_digest"] == module.teacher_digest
     # everything else: optimiser state (momentum buffers), the generators' state and
     # ModelCheckpoint's own scalar
     assert tensor_bytes(ckpt["callbacks"]) <= 16
@@ -286,6 +286,33 @@ def test_validate_every_measures_each_nth_epoch_and_the_last(tmp_path, capsys):
     assert ["val/acc" in line for line in lines] == [False, False, True, True]
     m = json.loads((tmp_path / "runs" / "tiny" / "default" / "seed0" / "metrics.json").read_text())
     assert m["epochs"] == 4 and len(m["history"]) == 2 and m["top1"] == m["history"][-1]
+
+
+def test_epochs_that_do_not_validate_still_write_their_checkpoint(tmp_path):
+    from lightning.pytorch.callbacks import Callback
+
+    from distill.engine.stage import RunPlan, checkpoint_epoch, last_checkpoint, stage_trainer
+
+    f = tmp_path / "every.yaml"
+    f.write_text(TINY.split("teacher:")[0] + "student:\n  net: {name: mlp, hidden: [32]}\n"
+                 "train: {epochs: 3, validate_every: 3, optimizer: {name: sgd, lr: 0.05}}\n"
+                 "objectives: [{name: ce}]\n")
+    exp = load_experiment(str(f)).variants["default"]
+    run = tmp_path / "run"
+    seen = []
+
+    class Probe(Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            last = last_checkpoint(run)
+            seen.append(checkpoint_epoch(last) if last.exists() else None)
+
+    data = build_data(exp, 0)
+    module = build_module(exp, data, None)
+    t = stage_trainer(exp, run, "probe", RunPlan(fast=False, interactive=False))
+    t.callbacks.append(Probe())
+    t.fit(module, datamodule=data)
+    assert len(module.history) == 1  # measured once, after the last epoch
+    assert seen == [None, 0, 1]  # yet each epoch left its checkpoint
 
 
 def test_validate_every_at_its_default_leaves_the_recorded_recipe_as_it_was():
@@ -324,3 +351,32 @@ def test_a_run_resumes_only_against_the_teacher_weights_it_was_trained_with(tmp_
     assert len(err) == 1 and "other teacher weights" in err[0], err
     assert err[0].startswith("teacher: ") and "last.ckpt" in err[0], err
     assert not (run / "metrics.json").exists()
+
+
+def test_teacher_tensors_are_left_out_under_every_name_and_put_back():
+    from torch import nn
+
+    from distill.engine.teacher_in_checkpoints import digest, leave_out, put_back
+
+    class Fixed(nn.Module):  # a teacher role whose weights come from files
+        trainable, weights = False, "given"
+
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(3, 2)
+
+    holder = nn.Module()
+    holder.teacher, holder.student, holder.objective = Fixed(), nn.Linear(3, 2), nn.Module()
+    holder.objective.held = holder.teacher  # an objective keeping the teacher as a submodule
+    checkpoint = {"state_dict": holder.state_dict()}
+    kept = digest(holder.teacher.state_dict())
+    leave_out(checkpoint, holder.teacher, kept)
+    assert set(checkpoint["state_dict"]) == {"student.weight", "student.bias"}
+    assert checkpoint["teacher_tensors"] == {
+        "teacher.net.weight": "net.weight", "teacher.net.bias": "net.bias",
+        "objective.held.net.weight": "net.weight", "objective.held.net.bias": "net.bias"}
+    with pytest.raises(UserError, match="other teacher weights"):
+        put_back(dict(checkpoint, state_dict=dict(checkpoint["state_dict"])), holder.teacher,
+                 digest({"net.weight": torch.zeros(2, 3)}), "last.ckpt")
+    put_back(checkpoint, holder.teacher, kept, "last.ckpt")
+    holder.load_state_dict(checkpoint["state_dict"])  # strict: every name is back

@@ -37,6 +37,7 @@ from distill.engine.module import DistillationModule
 from distill.engine.stage import (RunPlan, check_run_folder, fingerprint, last_checkpoint,
                                    resolved_config, stage_trainer)
 from distill.engine.teacher_in_checkpoints import put_back
+from distill.environment import record_start
 from distill.errors import ConfigError, UserError
 
 HEATMAP = "accuracy_matrix.png"
@@ -87,9 +88,10 @@ def task_experiment(exp: Experiment, task: int) -> Experiment:
 
 def train_task(exp: Experiment, base: DataModule, tasks: TaskSequence, task: int, seed: int,
                run_dir: Path, label: str, plan: RunPlan,
-               teacher_weights: list[str | None] | None = None) -> DistillationModule:
+               teacher_weights: list[str | None] | None = None, say=print) -> DistillationModule:
     """Task ``task`` from the end of the previous one (or from its own checkpoint);
-    ``teacher_weights``: the teacher stage's weights file (a list of one), for a frozen teacher."""
+    ``teacher_weights``: the teacher stage's weights file (a list of one), for a frozen teacher.
+    The run's environment is recorded when its first task starts (and checked at each)."""
     exp = task_experiment(exp, task)
     seeded(task_seed(seed, task))
     data = task_data(base, tasks, task, task_seed(seed, task))
@@ -104,6 +106,7 @@ def train_task(exp: Experiment, base: DataModule, tasks: TaskSequence, task: int
         module.teacher.on_task_start(task)
     last = last_checkpoint(task_dir(run_dir, task))
     trainer = stage_trainer(exp, task_dir(run_dir, task), f"{label} t{task}", plan)
+    record_start(run_dir, (run_dir / "config.yaml").read_text(), say, label)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     return module
 
@@ -158,7 +161,7 @@ def run_sequence(exp: Experiment, variant: str, seed: int, run_dir: Path, plan: 
                 f"{task_dir(run_dir, task)}")
             started = time.perf_counter()
             module = train_task(exp, base, tasks, task, seed, run_dir, label, plan,
-                                teacher_weights)
+                                teacher_weights, say)
             rows = evaluate_seen(module, base, tasks, task, kinds, task_seed(seed, task))
             manifest.record({"task": task, "classes": list(tasks.classes[task]), "rows": rows,
                              "test_counts": task_test_counts(base, tasks, task),

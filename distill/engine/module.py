@@ -76,7 +76,9 @@ class DistillationModule(L.LightningModule):
                             if self.reports_teacher else None)
         self.teacher_history: list[float] = []
         self.resumed_rng: dict | None = None  # the generators' state in the checkpoint resumed from
-        self._teacher_digest: str | None = None
+        # a teacher rebuilt from files stays out of checkpoints (teacher_in_checkpoints): the
+        # digest of its weights as built, before a precision plugin converts them
+        self.teacher_digest = digest(teacher.state_dict()) if from_files(teacher) else None
 
     # -- Lightning plumbing -------------------------------------------------------------------
     def configure_callbacks(self):
@@ -113,18 +115,12 @@ class DistillationModule(L.LightningModule):
             self.teacher_cache.fill(self.teacher, data.train_eval_dataloader(),
                                     len(data.splits.train), self.device)
 
-    def teacher_digest(self) -> str:
-        """The digest of a teacher rebuilt from files (:mod:`teacher_in_checkpoints`), once."""
-        if self._teacher_digest is None:
-            self._teacher_digest = digest(self.teacher.state_dict())
-        return self._teacher_digest
-
     def on_save_checkpoint(self, checkpoint):
         checkpoint["history"] = list(self.history)
         checkpoint["teacher_history"] = list(self.teacher_history)
         checkpoint["rng_state"] = capture_rng()
-        if from_files(self.teacher):
-            leave_out(checkpoint, self.teacher_digest())
+        if self.teacher_digest is not None:
+            leave_out(checkpoint, self.teacher, self.teacher_digest)
 
     def on_load_checkpoint(self, checkpoint):
         put_back(checkpoint, self.teacher, self.teacher_digest, self.trainer.ckpt_path)

@@ -29,6 +29,7 @@ from distill.engine.checkpoint_io import SafeCheckpointIO
 from distill.engine.epoch_log import EpochLog
 from distill.engine.progress import progress_callbacks
 from distill.engine.validation_schedule import ValidationSchedule
+from distill.environment import record_start
 from distill.errors import ConfigError, UserError, shorten
 from distill.registry import evaluators, nearest
 
@@ -224,8 +225,10 @@ def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> 
         default_root_dir=str(run_dir),
         logger=[EpochLog(run_dir, through_epoch=checkpoint_epoch(last_checkpoint(run_dir))),
                 *other_loggers(exp, run_dir, label)],
+        # at the end of every training epoch, whether or not it measured the test set
         callbacks=[ModelCheckpoint(dirpath=str(last_checkpoint(run_dir).parent), filename="last",
-                                   save_top_k=1, enable_version_counter=False),
+                                   save_top_k=1, enable_version_counter=False,
+                                   save_on_train_epoch_end=True),
                    ValidationSchedule(exp.train.validate_every),
                    *progress_callbacks(label, plan.progress_bar)],
         plugins=[SafeCheckpointIO()],
@@ -239,10 +242,11 @@ TEACHER_METRICS = "teacher_metrics"  # metrics.json key of a reported teacher's 
 
 
 def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
-        teacher_weights: list[str | None] | None = None) -> tuple[dict, DistillationModule]:
+        teacher_weights: list[str | None] | None = None,
+        say=print) -> tuple[dict, DistillationModule]:
     """Train one stage in ``run_dir`` (``teacher_weights``: one file per teacher network, see
     :func:`build_teacher`); returns its metrics (also written to metrics.json) and the trained
-    module."""
+    module. The environment it runs in is recorded (:mod:`distill.environment`)."""
     torch.set_num_threads(exp.threads)
     seeded(seed)
     data = build_data(exp, seed)
@@ -253,8 +257,10 @@ def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
     if last.exists():  # an unreadable checkpoint stops the run before anything is written
         SafeCheckpointIO().load_checkpoint(last)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(resolved_config(exp, seed), encoding="utf-8")
-    trainer = stage_trainer(exp, run_dir, label, plan)
+    config_text = resolved_config(exp, seed)
+    (run_dir / "config.yaml").write_text(config_text, encoding="utf-8")
+    trainer = stage_trainer(exp, run_dir, label, plan)  # threads and determinism set
+    record_start(run_dir, config_text, say, label)
     started = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     history = module.history

@@ -30,25 +30,37 @@ def digest(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def leave_out(checkpoint: dict, teacher_digest: str) -> None:
-    """Drop the teacher's tensors from a checkpoint being saved; keep their digest."""
+def _storage(t: torch.Tensor) -> tuple:
+    return t.data_ptr(), t.dtype, tuple(t.shape), tuple(t.stride())
+
+
+def leave_out(checkpoint: dict, teacher, teacher_digest: str) -> None:
+    """Drop the teacher's tensors from a checkpoint being saved, under whatever names the module
+    holds them (an objective that keeps the teacher as a submodule holds them twice); keep their
+    digest and, per name left out, the teacher's own name of the tensor."""
+    own = {_storage(t): name for name, t in teacher.state_dict().items()}
     state = checkpoint["state_dict"]
-    for name in [n for n in state if n.startswith(PREFIX)]:
+    left = {name: own[_storage(t)] for name, t in state.items()
+            if isinstance(t, torch.Tensor) and _storage(t) in own}
+    for name in left:
         del state[name]
     checkpoint["teacher_digest"] = teacher_digest
+    checkpoint["teacher_tensors"] = left
 
 
-def put_back(checkpoint: dict, teacher, teacher_digest, path) -> None:
-    """Before the checkpoint read from ``path`` is loaded: the rebuilt teacher's tensors in place
-    of those left out, when its digest is the recorded one (``teacher_digest``: computes the
-    rebuilt one)."""
+def put_back(checkpoint: dict, teacher, teacher_digest: str | None, path) -> None:
+    """Before the checkpoint read from ``path`` is loaded: the rebuilt teacher's tensors under the
+    names they were left out from, when the teacher's digest (made when it was built from its
+    files) is the recorded one."""
     recorded = checkpoint.get("teacher_digest")
     if recorded is None:  # written with the teacher inside (or without a teacher)
         return
-    if not from_files(teacher) or teacher_digest() != recorded:
+    left = checkpoint.get("teacher_tensors")
+    own = teacher.state_dict() if from_files(teacher) else {}
+    if (teacher_digest != recorded or not isinstance(left, dict)
+            or not all(isinstance(v, str) and v in own for v in left.values())):
         raise UserError(f"checkpoint {str(path)!r} was trained against other teacher weights "
                         f"than the teacher it now has (its checkpoint file or its stage "
                         f"changed); put those weights back, or delete the run's folder to train "
                         f"it afresh", key="teacher")
-    checkpoint["state_dict"].update({PREFIX + name: value
-                                     for name, value in teacher.state_dict().items()})
+    checkpoint["state_dict"].update({name: own[source] for name, source in left.items()})

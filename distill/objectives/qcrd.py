@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from distill.errors import ConfigError
+from distill.errors import ConfigError, UserError
 from distill.objectives.rationale_discriminator import RationaleDiscriminator
 from distill.objectives.rationale_pool import RationaleObjective, rows_nll
 from distill.objectives.snapshot_ring import SnapshotRing
@@ -115,12 +115,18 @@ class ContrastiveRationaleDistillation(RationaleObjective):
         state = {"ring": self.ring.states, "rounds": self.rounds, "drawn": self.drawn}
         if self.discriminator is not None:
             state["optimizer"] = self.disc_optimizer.state_dict()
+            state["heads"] = self.discriminator.heads
         return state
 
     def set_extra_state(self, state):
         self.ring.states = list(state["ring"])
         self.rounds, self.drawn = int(state["rounds"]), int(state["drawn"])
         if self.discriminator is not None:
+            if state.get("heads", 4) != self.discriminator.heads:  # runs before heads were kept
+                raise UserError(f"a QCRD checkpoint of a discriminator with "
+                                f"{state.get('heads', 4)} attention heads (an older version); "
+                                f"delete that run's folder to train it afresh",
+                                key="objectives")
             self.disc_optimizer.load_state_dict(state["optimizer"])
 
     # -- rounds -----------------------------------------------------------------------------------

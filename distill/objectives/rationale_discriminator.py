@@ -14,6 +14,7 @@ from students.attention import slow_path
 class RationaleDiscriminator(nn.Module):
     def __init__(self, vocab_size: int, length: int, dim: int = 64, heads: int = 1):
         super().__init__()
+        self.heads = heads
         self.tokens = nn.Embedding(vocab_size, dim, padding_idx=0)
         self.positions = nn.Embedding(length, dim)
         self.sides = nn.Embedding(2, dim)

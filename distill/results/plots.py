@@ -123,7 +123,8 @@ def curves_figure(lines: dict[str, list[dict[int, float]]], title: str, ylabel: 
         if not epochs:
             continue
         x = [e + 1 for e in epochs]
-        ax.plot(x, mean, label=f"{label} (n={len(curves)})", linewidth=1.6)
+        ax.plot(x, mean, label=f"{label} (n={len(curves)})", linewidth=1.6,
+                marker="o" if len(x) < 12 else None, markersize=3)  # a lone point shows
         if len(curves) > 1:
             ax.fill_between(x, low, high, alpha=0.15)
     if log and positive:

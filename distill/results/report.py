@@ -7,6 +7,7 @@ from pathlib import Path
 
 from distill.continual.accuracy_matrix import metric_notes
 from distill.errors import UserError
+from distill.results.environments import attach as attach_environments
 from distill.results.store import ResultsStore
 from distill.registry import nearest
 from distill.results.table import (MethodTable, metric_order, render_rich, to_csv, to_html,
@@ -220,7 +221,7 @@ def comparison(target: Path, fmt: str = "table", metrics: list[str] | None = Non
             table = method_table(rows_of[name], fmt, metrics, baseline,
                                  order or variant_order(folder[name]), baseline_if_present,
                                  level, alpha)
-            tables.append((name, table))
+            tables.append((name, attach_environments(table, folder[name])))
             grid = (sweep_grid(rows_of[name], kept_sweep(folder[name]), table.metrics[0], level)
                     if fmt in ("table", "md", "html") else None)  # one table per CSV or JSON
             if grid is not None:

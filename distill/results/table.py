@@ -115,6 +115,10 @@ class MethodTable:
     compares: bool = True  # rows are methods: a baseline, differences, the best marked
     row_title: str = "variant"
     grid: bool = False  # a sweep's grid: the best cell of the whole table is marked
+    # row -> seed -> its run's environment (flattened record, None: unknown), and the note
+    # when they differ (distill.results.environments)
+    environments: dict[str, dict[int, dict | None]] = field(default_factory=dict)
+    environment_note: str | None = None
 
     @classmethod
     def from_rows(cls, rows: list[dict], metrics: list[str] | None = None,
@@ -268,6 +272,8 @@ class MethodTable:
                          f"two-sided: ns = not significant at p < {self.alpha:g}; n<{MIN_PAIRS} "
                          f"= fewer than {MIN_PAIRS} shared seeds, not tested")
         parts += [f"{metric}: {text.rstrip('.')}" for metric, text in self.notes.items()]
+        if self.environment_note:
+            parts.append(self.environment_note)
         return ". ".join(parts) + "."
 
 
@@ -444,16 +450,22 @@ def records(table: MethodTable) -> list[dict]:
                 "significant": test.significant(table.alpha) if test else None,
             }
             record[metric] = {name: values[name] for name in record_fields(table)}
+        if table.environments:
+            record["environments"] = {str(seed): env for seed, env
+                                      in table.environments.get(variant, {}).items()}
         out.append(record)
     return out
 
 
 def to_json(table: MethodTable) -> str:
-    """``{"metrics", "baseline", "notes", "rows"}`` (and ``level``, ``alpha`` when set); each row
-    holds per metric the numbers of :func:`record_fields` (null where missing, e.g. the std of one
-    seed)."""
+    """``{"metrics", "baseline", "notes", "rows"}`` (and ``level``, ``alpha`` when set,
+    ``environment_note`` when the rows' environments differ); each row holds per metric the
+    numbers of :func:`record_fields` (null where missing, e.g. the std of one seed) and, for
+    an experiment's table, ``environments``: per seed its run's environment (null: unknown)."""
     document = {"metrics": table.metrics, "baseline": table.baseline, "notes": table.notes,
                 "rows": records(table)}
+    if table.environment_note:
+        document["environment_note"] = table.environment_note
     document.update({k: v for k, v in (("level", table.level), ("alpha", table.alpha),
                                        ("measured", table.measured)) if v is not None})
     return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"

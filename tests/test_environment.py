@@ -1,0 +1,157 @@
+"""Every run folder records what produced it; compare notes tables that mix environments;
+distill env prints and pins one."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import torch
+
+from distill.cli import main
+from distill.environment import FILE, constraints, current, differences, record_start
+from experiment_text import digits_pair
+
+PAIR = digits_pair("env", "  - {name: ce}\n  - {name: kd, temperature: 4}\n",
+                   tail="variants:\n  ce-only: {objectives: [{name: ce}]}\n  kd: {}\n")
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished experiment (teacher stage, ce-only and kd, seed 0), copied by each test."""
+    root = tmp_path_factory.mktemp("env")
+    (root / "env.yaml").write_text(PAIR)
+    assert main(["run", str(root / "env.yaml"), "--out", str(root / "runs")]) == 0
+    return root
+
+
+@pytest.fixture
+def runs(finished, tmp_path):
+    shutil.copytree(finished, tmp_path / "copy")
+    return tmp_path / "copy"
+
+
+def edit(path: Path, change) -> None:
+    record = json.loads(path.read_text())
+    change(record)
+    path.write_text(json.dumps(record))
+
+
+def older_torch(record: dict) -> None:
+    record["packages"]["torch"] = "2.0.0"
+    record["torch"]["version"] = "2.0.0+cpu"
+
+
+def test_the_current_environment_names_torch_and_the_checkout():
+    record = current()
+    assert record["packages"]["torch"] == metadata.version("torch")
+    assert record["torch"]["version"] == torch.__version__
+    assert record["python"].count(".") == 2 and record["threads"] == torch.get_num_threads()
+    if (CHECKOUT / ".git").exists():
+        head = subprocess.run(["git", "-C", str(CHECKOUT), "rev-parse", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+        assert record["workbench"]["commit"] == head
+        assert isinstance(record["workbench"]["dirty"], bool)
+
+
+def test_each_run_folder_records_its_environment_when_it_starts(runs):
+    for folder in ("teacher", "ce-only/seed0", "kd/seed0"):
+        run = runs / "runs" / "env" / folder
+        record = json.loads((run / FILE).read_text())
+        assert record["packages"]["torch"] == metadata.version("torch")
+        assert record["torch"]["version"] == torch.__version__
+        assert record["config_sha256"] == hashlib.sha256(
+            (run / "config.yaml").read_bytes()).hexdigest()
+        assert record["command"] == ["distill", "run", str(runs.parent.parent / "env0" /
+                                                           "env.yaml"), "--out",
+                                     str(runs.parent.parent / "env0" / "runs")]
+        assert record["threads"] == 1 and record["deterministic"] is True
+        if (CHECKOUT / ".git").exists():
+            assert len(record["workbench"]["commit"]) == 40
+
+
+def test_a_run_resumed_in_another_environment_says_so_and_keeps_both(runs, capsys):
+    run = runs / "runs" / "env" / "kd" / "seed0"
+    edit(run / FILE, older_torch)
+    (run / "metrics.json").unlink()  # it resumes from its last checkpoint
+    assert main(["run", str(runs / "env.yaml"), "--out", str(runs / "runs")]) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if "another environment" in l]
+    assert len(lines) == 1 and "torch 2.0.0+cpu -> " + torch.__version__ in lines[0], lines
+    record = json.loads((run / FILE).read_text())
+    assert record["torch"]["version"] == "2.0.0+cpu"
+    assert [r["torch"]["version"] for r in record["resumed"]] == [torch.__version__]
+    # resumed again in the same environment: nothing more is added
+    record_start(run, (run / "config.yaml").read_text(), say=print)
+    assert len(json.loads((run / FILE).read_text())["resumed"]) == 1
+
+
+def test_compare_notes_rows_of_two_environments_and_json_holds_both(runs, capsys):
+    folder = runs / "runs" / "env"
+    assert main(["compare", str(folder), "--format", "md"]) == 0
+    assert "environments" not in capsys.readouterr().out  # one environment: no note
+    edit(folder / "kd" / "seed0" / FILE, older_torch)
+    assert main(["compare", str(folder), "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert "Rows come from different environments: torch " in out
+    assert "2.0.0+cpu (kd seed 0)" in out and f"{torch.__version__} (teacher; ce-only seed 0)" in out
+    assert main(["compare", str(folder), "--format", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    versions = {row["variant"]: row["environments"]["0"]["torch"] for row in document["rows"]}
+    assert versions == {"teacher": torch.__version__, "ce-only": torch.__version__,
+                        "kd": "2.0.0+cpu"}
+    assert "kd seed 0" in document["environment_note"]
+
+
+def test_missing_truncated_or_foreign_records_are_unknown_not_a_traceback(runs, capsys):
+    folder = runs / "runs" / "env"
+    (folder / "teacher" / FILE).unlink()
+    (folder / "ce-only" / "seed0" / FILE).write_text('{"python": "3.1')  # truncated
+    (folder / "kd" / "seed0" / FILE).write_text('["not", "a", "record"]')
+    assert main(["compare", str(folder), "--format", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert all(row["environments"]["0"] is None for row in document["rows"])
+    assert "Environment unknown" in document["environment_note"]
+    (folder / "kd" / "seed0" / FILE).write_text(json.dumps(current()))  # one known, two unknown
+    assert main(["compare", str(folder), "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert "no record, environment unknown (teacher; ce-only seed 0)" in out
+
+
+def test_env_writes_the_runs_package_versions_as_pip_constraints(runs, capsys, tmp_path):
+    run = runs / "runs" / "env" / "kd" / "seed0"
+    record = json.loads((run / FILE).read_text())
+    out = tmp_path / "constraints.txt"
+    assert main(["env", str(run), "--constraints", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines == sorted(f"{name}=={version}" for name, version in record["packages"].items())
+    assert f"torch=={metadata.version('torch')}" in lines
+    capsys.readouterr()
+    assert main(["env", str(run)]) == 0
+    assert json.loads(capsys.readouterr().out) == record
+    # a foreign record cannot smuggle pip options into the file
+    foreign = {"packages": {"--index-url http://example.com": "1", "torch": "2.0 --pre",
+                            "numpy": "1.26.4"}}
+    assert constraints(foreign) == "numpy==1.26.4\n"
+
+
+def test_env_of_a_folder_without_a_record_is_one_line(runs, capsys):
+    assert main(["env", str(runs / "runs" / "env")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "<variant>/seed<k>" in err[0], err
+    assert main(["env", str(runs / "nowhere")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_differences_name_each_changed_value():
+    a = current()
+    b = json.loads(json.dumps(a))
+    older_torch(b)
+    b["workbench"]["commit"] = "0" * 40
+    changed = differences(a, b)
+    assert any(c.startswith("torch ") for c in changed)
+    assert any(c.startswith("commit ") for c in changed) and len(changed) == 2
