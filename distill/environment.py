@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 import platform
 import re
 import subprocess
@@ -18,12 +19,11 @@ from pathlib import Path
 from distill.atomic_write import atomic_write_text
 
 FILE = "environment.json"
+MAX_BYTES = 1 << 20  # a record is a few kB
 PROJECT = "distill-workbench"
 # always recorded (distribution names, as pip knows them); with the project's own requirements
 PACKAGES = ("torch", "torchvision", "lightning", "torchmetrics", "numpy")
-OPTIONAL = ("transformers", "sentencepiece")  # recorded when a run imported them
-# the parts of a record that can change a number (not when or by which command it ran)
-DECIDES = ("python", "packages", "torch", "devices", "threads", "deterministic", "workbench")
+OPTIONAL = ("transformers", "sentencepiece")  # recorded when installed (the text extra)
 
 
 _command: list[str] | None = None  # the command line being run (set by the CLI)
@@ -61,7 +61,7 @@ def _requirement_names() -> list[str]:
 def packages() -> dict[str, str]:
     """Installed versions of the recorded distributions, by name."""
     names = list(PACKAGES) + [n for n in _requirement_names() if n not in PACKAGES]
-    names += [n for n in OPTIONAL if n in sys.modules]
+    names += list(OPTIONAL)
     return {name: version for name in names if (version := _version(name)) is not None}
 
 
@@ -119,10 +119,13 @@ def current(config_text: str | None = None, command: list[str] | None = None) ->
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": packages(),
-        "torch": {"version": torch.__version__, "cuda": torch.version.cuda, "cudnn": cudnn},
+        "torch": {"version": torch.__version__, "cuda": torch.version.cuda, "cudnn": cudnn,
+                  "cudnn_benchmark": torch.backends.cudnn.benchmark},
         "devices": _devices(torch),
         "threads": torch.get_num_threads(),
-        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "deterministic": ("warn" if torch.is_deterministic_algorithms_warn_only_enabled()
+                          and torch.are_deterministic_algorithms_enabled()
+                          else torch.are_deterministic_algorithms_enabled()),
         "workbench": _checkout(),
         "command": list(command if command is not None else _command or sys.argv),
     }
@@ -131,39 +134,70 @@ def current(config_text: str | None = None, command: list[str] | None = None) ->
     return record
 
 
-def deciding(record: dict) -> dict:
-    """The parts of a record that can change a number."""
-    return {key: record.get(key) for key in DECIDES}
+def _scalar(value) -> object:
+    """A value as a note can show it: strings, booleans, integers and finite floats as they are,
+    anything else (a foreign record's lists, NaN) as short text."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return repr(value)[:80]
+
+
+def _part(record: dict, key: str) -> dict:
+    value = record.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _one(record: dict) -> dict[str, object]:
+    out: dict[str, object] = {"python": _scalar(record.get("python"))}
+    out.update((str(k), _scalar(v)) for k, v in _part(record, "packages").items())
+    build = _part(record, "torch")
+    out.update(torch=_scalar(build.get("version", out.get("torch"))),
+               cuda=_scalar(build.get("cuda")), cudnn=_scalar(build.get("cudnn")))
+    devices = record.get("devices")
+    for i, device in enumerate(devices if isinstance(devices, list) else [devices]):
+        out[f"device {i}"] = _scalar(device)
+    out.update(threads=_scalar(record.get("threads")),
+               deterministic=_scalar(record.get("deterministic")))
+    workbench = _part(record, "workbench")
+    out.update(workbench=_scalar(workbench.get("version")),
+               commit=_scalar(workbench.get("commit")), dirty=_scalar(workbench.get("dirty")))
+    return out
 
 
 def flat(record: dict) -> dict[str, object]:
-    """``deciding`` as one level: ``torch``, ``python``, ``numpy`` ..., ``cuda``, ``device 0``,
-    ``commit``, ``dirty`` (the installed torch is its build version, e.g. 2.14.1+cu130)."""
-    out: dict[str, object] = {"python": record.get("python")}
-    out.update((record.get("packages") or {}))
-    build = record.get("torch") or {}
-    out.update(torch=build.get("version", out.get("torch")), cuda=build.get("cuda"),
-               cudnn=build.get("cudnn"))
-    for i, device in enumerate(record.get("devices") or []):
-        out[f"device {i}"] = device
-    out.update(threads=record.get("threads"), deterministic=record.get("deterministic"))
-    workbench = record.get("workbench") or {}
-    out.update(workbench=workbench.get("version"), commit=workbench.get("commit"),
-               dirty=workbench.get("dirty"))
+    """The parts of a record that can change a number, as one level: ``torch`` (its build
+    version, e.g. 2.14.1+cu130), ``python``, each package, ``cuda``, ``device 0``, ``threads``,
+    ``commit``, ``dirty``..., and ``start``: "recorded", or unknown when the record was first
+    written at a resumption. A value that changed when the run was resumed reads ``old -> new``."""
+    out = _one(record)
+    out["start"] = ("unknown (recorded when resumed)" if record.get("recorded_on_resume")
+                    else "recorded")
+    later = record.get("resumed")
+    for resumed in later if isinstance(later, list) else []:
+        if isinstance(resumed, dict):
+            for key, value in _one(resumed).items():
+                if out.get(key) != value and not str(out.get(key)).endswith(f"-> {value}"):
+                    out[key] = f"{out.get(key)} -> {value}"
     return out
 
 
 def differences(old: dict, new: dict) -> list[str]:
-    """``name old -> new`` for each deciding value that differs."""
-    a, b = flat(old), flat(new)
+    """``name old -> new`` for each value that can change a number and differs."""
+    a, b = _one(old), _one(new)
     return [f"{key} {a.get(key)} -> {b.get(key)}" for key in list(a) + [k for k in b if k not in a]
             if a.get(key) != b.get(key)]
 
 
 def read(run_dir: Path) -> dict | None:
-    """The record of ``run_dir`` (its first environment), or None when missing or unreadable."""
+    """The record of ``run_dir`` (its first environment), or None when missing, unreadable, not a
+    regular file (a pipe would block) or over 1 MB."""
+    path = Path(run_dir) / FILE
     try:
-        record = json.loads((Path(run_dir) / FILE).read_text(encoding="utf-8"))
+        if not path.is_file() or path.stat().st_size > MAX_BYTES:
+            return None
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or not isinstance(record.get("packages"), dict):
@@ -171,14 +205,18 @@ def read(run_dir: Path) -> dict | None:
     return record
 
 
-def record_start(run_dir: Path, config_text: str, say=print, label: str = "") -> dict:
-    """At the start (or resumption) of a run: write the record when there is none; when the run
-    was started in another environment, say so in one line and add this one under
-    ``resumed``. Returns the record as written."""
+def record_start(run_dir: Path, config_text: str, say=print, label: str = "",
+                 resuming: bool = False) -> dict:
+    """At the start (or resumption: ``resuming``) of a run: write the record when there is none
+    (marked ``recorded_on_resume`` when the run started without one); when the run was started in
+    another environment, say so in one line and add this one under ``resumed``. Returns the
+    record as written."""
     now = current(config_text)
     path = Path(run_dir) / FILE
     first = read(run_dir)
     if first is None:
+        if resuming:
+            now["recorded_on_resume"] = True
         atomic_write_text(path, json.dumps(now, indent=2) + "\n")
         return now
     later = first.get("resumed")

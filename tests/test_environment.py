@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from importlib import metadata
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from distill.cli import main
-from distill.environment import FILE, constraints, current, differences, record_start
+from distill.environment import FILE, constraints, current, differences, read, record_start
 from experiment_text import digits_pair
 
 PAIR = digits_pair("env", "  - {name: ce}\n  - {name: kd, temperature: 4}\n",
@@ -88,6 +89,21 @@ def test_a_run_resumed_in_another_environment_says_so_and_keeps_both(runs, capsy
     # resumed again in the same environment: nothing more is added
     record_start(run, (run / "config.yaml").read_text(), say=print)
     assert len(json.loads((run / FILE).read_text())["resumed"]) == 1
+    # the table names the row as run under both
+    assert main(["compare", str(runs / "runs" / "env"), "--format", "md"]) == 0
+    assert f"against 2.0.0+cpu -> {torch.__version__} (kd seed 0)" in capsys.readouterr().out
+
+
+def test_a_run_first_recorded_when_resumed_is_marked_so(runs, capsys):
+    run = runs / "runs" / "env" / "kd" / "seed0"
+    (run / FILE).unlink()  # a run started before records were kept
+    (run / "metrics.json").unlink()
+    assert main(["run", str(runs / "env.yaml"), "--out", str(runs / "runs")]) == 0
+    assert json.loads((run / FILE).read_text())["recorded_on_resume"] is True
+    capsys.readouterr()
+    assert main(["compare", str(runs / "runs" / "env"), "--format", "md"]) == 0
+    assert "start recorded (teacher; ce-only seed 0) against unknown (recorded when resumed) " \
+           "(kd seed 0)" in capsys.readouterr().out
 
 
 def test_compare_notes_rows_of_two_environments_and_json_holds_both(runs, capsys):
@@ -111,15 +127,31 @@ def test_missing_truncated_or_foreign_records_are_unknown_not_a_traceback(runs, 
     folder = runs / "runs" / "env"
     (folder / "teacher" / FILE).unlink()
     (folder / "ce-only" / "seed0" / FILE).write_text('{"python": "3.1')  # truncated
-    (folder / "kd" / "seed0" / FILE).write_text('["not", "a", "record"]')
+    os.unlink(folder / "kd" / "seed0" / FILE)
+    os.mkfifo(folder / "kd" / "seed0" / FILE)  # would block a reader
     assert main(["compare", str(folder), "--format", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert all(row["environments"]["0"] is None for row in document["rows"])
     assert "Environment unknown" in document["environment_note"]
+    (folder / "kd" / "seed0" / FILE).unlink()
+    (folder / "kd" / "seed0" / FILE).write_text('["not", "a", "record"]')  # foreign
+    assert read(folder / "kd" / "seed0") is None
     (folder / "kd" / "seed0" / FILE).write_text(json.dumps(current()))  # one known, two unknown
     assert main(["compare", str(folder), "--format", "md"]) == 0
     out = capsys.readouterr().out
-    assert "no record, environment unknown (teacher; ce-only seed 0)" in out
+    assert "Environment of some rows unknown: no record, environment unknown (teacher; " \
+           "ce-only seed 0)" in out
+    # fields of the wrong type or NaN are shown as text, never a traceback
+    (folder / "kd" / "seed0" / FILE).write_text(
+        '{"packages": {"torch": NaN}, "torch": "2.1", "workbench": [1], "devices": "cpu", '
+        '"threads": Infinity}')
+    assert main(["compare", str(folder), "--format", "md"]) == 0
+    assert "Environment of some rows unknown" in capsys.readouterr().out
+    assert main(["compare", str(folder), "--format", "json"]) == 0
+    row = next(r for r in json.loads(capsys.readouterr().out)["rows"] if r["variant"] == "kd")
+    assert row["environments"]["0"]["torch"] == "nan"
+    assert row["environments"]["0"]["threads"] == "inf"
+    assert row["environments"]["0"]["device 0"] == "cpu"
 
 
 def test_env_writes_the_runs_package_versions_as_pip_constraints(runs, capsys, tmp_path):

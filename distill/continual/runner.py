@@ -106,7 +106,8 @@ def train_task(exp: Experiment, base: DataModule, tasks: TaskSequence, task: int
         module.teacher.on_task_start(task)
     last = last_checkpoint(task_dir(run_dir, task))
     trainer = stage_trainer(exp, task_dir(run_dir, task), f"{label} t{task}", plan)
-    record_start(run_dir, (run_dir / "config.yaml").read_text(), say, label)
+    record_start(run_dir, (run_dir / "config.yaml").read_text(), say, label,
+                 resuming=task > 0 or last.exists())
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     return module
 

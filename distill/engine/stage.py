@@ -260,7 +260,7 @@ def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
     config_text = resolved_config(exp, seed)
     (run_dir / "config.yaml").write_text(config_text, encoding="utf-8")
     trainer = stage_trainer(exp, run_dir, label, plan)  # threads and determinism set
-    record_start(run_dir, config_text, say, label)
+    record_start(run_dir, config_text, say, label, resuming=last.exists())
     started = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     history = module.history

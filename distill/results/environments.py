@@ -8,7 +8,7 @@ from distill.environment import flat, read
 from distill.results.table import MethodTable, is_reference, is_teacher_row
 
 ORDER = ("torch", "python", "cuda", "cudnn", "commit", "dirty", "workbench", "threads",
-         "deterministic")  # named first in a note; other packages and devices follow
+         "deterministic", "start")  # named first in a note; other packages and devices follow
 
 
 def run_folder(experiment_dir: Path, row: str, seed: int) -> Path:
@@ -67,11 +67,12 @@ def environment_note(environments: dict[str, dict[int, dict | None]],
         if len(groups) > 1:
             parts.append(f"{key} " + " against ".join(
                 f"{value} ({runs_text(runs, references)})" for value, runs in groups.items()))
-    if unknown:
-        parts.append(f"no record, environment unknown ({runs_text(unknown, references)})")
-    if not parts:
-        return None
-    return "Rows come from different environments: " + "; ".join(parts)
+    missing = (f"no record, environment unknown ({runs_text(unknown, references)})"
+               if unknown else None)
+    if parts:
+        return "Rows come from different environments: " + "; ".join(parts + [missing] * bool(
+            missing))
+    return f"Environment of some rows unknown: {missing}" if missing else None
 
 
 def attach(table: MethodTable, experiment_dir: Path) -> MethodTable:
