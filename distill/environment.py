@@ -86,9 +86,13 @@ def _devices(torch) -> list[str]:
     return devices + [f"cpu {_cpu_model()}"]
 
 
+CODE = ("distill", "teachers", "students", "pyproject.toml")  # what "dirty" looks at
+
+
 def _checkout() -> dict:
-    """The workbench's version, and its git commit and whether it has changes, when it runs from
-    a checkout (an editable install)."""
+    """The workbench's version, and its git commit and whether its code (:data:`CODE`) has
+    uncommitted changes, when it runs from a checkout (an editable install): an edited README or
+    experiment file (its configuration is hashed apart) does not make a run dirty."""
     out = {"version": _version(PROJECT), "commit": None, "dirty": None}
     root = Path(__file__).resolve().parent.parent
     if not (root / ".git").exists():
@@ -98,7 +102,7 @@ def _checkout() -> dict:
             return subprocess.run(["git", "-C", str(root), *args], capture_output=True,
                                   text=True, timeout=10, check=True).stdout.strip()
         out["commit"] = git("rev-parse", "HEAD") or None
-        out["dirty"] = bool(git("status", "--porcelain", "--untracked-files=no"))
+        out["dirty"] = bool(git("status", "--porcelain", "--untracked-files=no", "--", *CODE))
     except (OSError, subprocess.SubprocessError):
         pass
     return out

@@ -171,12 +171,43 @@ def test_env_writes_the_runs_package_versions_as_pip_constraints(runs, capsys, t
     assert constraints(foreign) == "numpy==1.26.4\n"
 
 
+def test_env_prints_this_installs_environment(capsys):
+    assert main(["env"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["packages"]["torch"] == metadata.version("torch")
+    assert record["command"] == ["distill", "env"]
+    assert main(["env", "--constraints"]) == 0
+    assert f"torch=={metadata.version('torch')}\n" in capsys.readouterr().out
+
+
 def test_env_of_a_folder_without_a_record_is_one_line(runs, capsys):
     assert main(["env", str(runs / "runs" / "env")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "<variant>/seed<k>" in err[0], err
     assert main(["env", str(runs / "nowhere")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_dirty_means_uncommitted_changes_to_the_workbenchs_code(tmp_path, monkeypatch):
+    import distill.environment as environment
+
+    repo = tmp_path / "checkout"
+    (repo / "distill").mkdir(parents=True)
+    (repo / "distill" / "environment.py").write_text("x = 1\n")
+    (repo / "README.md").write_text("read me\n")
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    monkeypatch.setattr(environment, "__file__", str(repo / "distill" / "environment.py"))
+    assert environment._checkout()["dirty"] is False
+    (repo / "README.md").write_text("edited\n")  # documentation: not the code that ran
+    assert environment._checkout()["dirty"] is False
+    (repo / "distill" / "environment.py").write_text("x = 2\n")
+    assert environment._checkout()["dirty"] is True
 
 
 def test_differences_name_each_changed_value():
