@@ -248,13 +248,14 @@ def cmd_env(args) -> int:
                             f"such as runs/<name>/<variant>/seed0", file=args.run_dir)
     if args.constraints is None:
         sys.stdout.write(json.dumps(record, indent=2) + "\n")
-    elif args.constraints == "-":
-        sys.stdout.write(environment.constraints(record))
+        return 0
+    pins = environment.constraints(record)
+    if args.constraints == "-":
+        sys.stdout.write(pins)
     else:
         from distill.atomic_write import atomic_write_text
-        atomic_write_text(args.constraints, environment.constraints(record))
-        _say(f"wrote {len(environment.constraints(record).splitlines())} pinned packages to "
-             f"{args.constraints}")
+        atomic_write_text(args.constraints, pins)
+        _say(f"wrote {len(pins.splitlines())} pinned packages to {args.constraints}")
     return 0
 
 

@@ -272,7 +272,8 @@ def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
         metrics.update(objective.summary())
     for spec in exp.evaluate:
         metrics.update(evaluators.get(spec.name).target(**spec.params())(module, data))
-    metrics.update(epochs=trainer.current_epoch, train_seconds=round(time.perf_counter() - started, 2))
+    metrics.update(epochs=trainer.current_epoch,
+                   train_seconds=round(time.perf_counter() - started, 2))
     metrics_file = run_dir / "metrics.json"
     tmp = metrics_file.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({**metrics, "history": history}, indent=2))
