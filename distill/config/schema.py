@@ -132,14 +132,27 @@ class TeacherSpec(TeacherNetwork, Named):
     name: str = Field("frozen", alias="role")
     model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False)
     members: list[MemberSpec] | None = Field(None, min_length=1, max_length=64)
+    cache: Literal["auto", "off"] = Field(
+        "auto", description="auto: a frozen teacher's outputs are computed once per sample (per "
+                            "epoch on augmented data) and shared by the grid's runs beside its "
+                            "weights; off: the teacher runs at every step")
+    cache_limit_gb: float = Field(8.0, gt=0, le=1e6, description="the most the shared tables "
+                                                                 "beside the teacher may hold")
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_switch(cls, v):
+        """YAML reads ``off`` and ``on`` as booleans."""
+        return {False: "off", True: "auto"}.get(v, v) if isinstance(v, bool) else v
 
     @model_serializer(mode="wrap")
-    def _members_only_when_given(self, handler):
-        """Without members the dump is that of a teacher before ensembles existed, so run
-        folders made then keep their configuration (and resume)."""
+    def _new_keys_only_when_given(self, handler):
+        """Without members, and with the cache's defaults, the dump is that of a teacher before
+        these keys existed, so run folders made then keep their configuration (and resume)."""
         data = handler(self)
-        if self.members is None:
-            data.pop("members", None)
+        for key, default in (("members", None), ("cache", "auto"), ("cache_limit_gb", 8.0)):
+            if getattr(self, key) == default:
+                data.pop(key, None)
         return data
 
     def member(self, member: MemberSpec) -> "TeacherSpec":
@@ -177,6 +190,10 @@ class Experiment(Strict):
     baseline: str | None = None
     trainer: dict[str, Any] = Field(default_factory=dict)
     threads: int = Field(1, ge=1, le=4096, description="CPU threads for torch; 1 suits the small models")
+    channels_last: bool = Field(False, strict=True, description="convolution weights and image "
+                                                               "batches in NHWC memory order")
+    compile: bool = Field(False, strict=True, description="torch.compile the student's and the "
+                                                         "frozen teacher's networks")
     continual: ContinualSpec | None = None
     evaluate: list[Named] = Field(default_factory=list)
     loggers: list[Literal["csv", "tensorboard", "mlflow", "wandb"]] = Field(
@@ -205,6 +222,16 @@ class Experiment(Strict):
             raise ValueError(f"the sweep makes {combos} variants; at most {MAX_VARIANTS} (fewer "
                              f"values, or several files)")
         return sweep
+
+    @model_serializer(mode="wrap")
+    def _switches_when_given(self, handler):
+        """Off, the dump is that of a file before these keys existed, so run folders made then
+        keep their configuration (and resume)."""
+        data = handler(self)
+        for key in ("channels_last", "compile"):
+            if not getattr(self, key):
+                data.pop(key, None)
+        return data
 
     @field_validator("seeds")
     @classmethod

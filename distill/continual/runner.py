@@ -31,6 +31,7 @@ from distill.continual.manifest import Manifest
 from distill.continual.task_data import task_data
 from distill.continual.tasks import TaskSequence
 from distill.data.base import DataModule
+from distill.engine.acceleration import accelerate
 from distill.engine.build import build_data, build_module, build_teacher, seeded
 from distill.engine.checkpoint_io import SafeCheckpointIO
 from distill.engine.module import DistillationModule
@@ -104,6 +105,7 @@ def train_task(exp: Experiment, base: DataModule, tasks: TaskSequence, task: int
         module.load_state_dict(previous["state_dict"])
     if module.teacher is not None:
         module.teacher.on_task_start(task)
+    accelerate(module, data, exp.channels_last, exp.compile)
     last = last_checkpoint(task_dir(run_dir, task))
     trainer = stage_trainer(exp, task_dir(run_dir, task), f"{label} t{task}", plan)
     record_start(run_dir, (run_dir / "config.yaml").read_text(), say, label,

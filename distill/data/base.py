@@ -124,6 +124,7 @@ class DataModule(L.LightningDataModule):
         self.train_set = Indexed(splits.train, train_index, seed)
         self.test_set = Indexed(splits.test, test_index, seed)
         self.views = views  # (augmentation, count) or None
+        self.channels_last = False  # image batches in NHWC memory order (``channels_last:``)
 
     @property
     def has_views(self) -> bool:
@@ -154,36 +155,54 @@ class DataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         return self._loader(self.train_set, self.batch_size,
-                            EpochSampler(len(self.train_set), self.seed, self._epoch))
+                            EpochSampler(len(self.train_set), self.seed, self.epoch_now))
 
-    def _epoch(self) -> int | None:
+    def epoch_now(self) -> int | None:
         """The epoch the attached trainer starts or runs, as Lightning gives it to ``set_epoch``
         (None outside a fit): on resume its ``current_epoch`` still reads the last finished one
         when the loader is first iterated."""
         trainer = getattr(self, "trainer", None)
         return None if trainer is None else trainer.fit_loop.epoch_progress.current.processed
 
-    def training_batch(self, batch, epoch: int):
+    def training_batch(self, batch, epoch: int, views: bool = True):
         """A training batch ``(x, y, i)`` as training reads it: x augmented by the dataset's
         augmentation (stream 0) and, with views, ``(x, y, i, views)``, views B x count x ...
         (stream k + 1 for view k), every sample's from (seed, epoch, i)."""
-        if self.splits.augment is None and self.views is None:
+        if self.splits.augment is None and (self.views is None or not views):
             return batch
         x, y, index = batch[:3]
         draws = SampleDraws(self.seed, epoch, index)
         if self.splits.augment is not None:
             x = self.splits.augment(x, draws, 0)
-        if self.views is None:
+        if self.views is None or not views:
             return (x, y, index, *batch[3:])
         augment, count = self.views
         views = torch.stack([augment(x, draws, k + 1) for k in range(count)], dim=1)
         return (x, y, index, views)
 
+    def epoch_inputs(self, epoch: int, device):
+        """The inputs of training ``epoch`` as training forms them, pairs (x, index): the same
+        batches in the same order, x augmented (no views) and in the same memory format."""
+        loader = DataLoader(self.train_set, batch_size=self.batch_size,
+                            sampler=EpochSampler(len(self.train_set), self.seed, lambda: epoch),
+                            generator=torch.Generator())  # draws nothing from the global one
+        for batch in loader:
+            x, _, index = self.training_batch([t.to(device) for t in batch[:3]], epoch,
+                                              views=False)[:3]
+            yield self.in_memory_format(x), index
+
+    def in_memory_format(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
     def on_after_batch_transfer(self, batch, dataloader_idx):
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.training:
-            return self.training_batch(batch, self._epoch())
-        return batch
+            batch = self.training_batch(batch, self.epoch_now())
+        if not self.channels_last or not isinstance(batch[0], torch.Tensor):
+            return batch
+        return (self.in_memory_format(batch[0]), *batch[1:])
 
     def train_eval_dataloader(self):
         """The train set in order, for passes that read it without training (class-means, probes)."""

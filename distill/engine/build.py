@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -15,6 +16,8 @@ from distill.config.schema import Experiment, NetSpec
 from distill.data.base import DataModule, Splits
 from distill.data.declared import STAND_INS
 from distill.engine.module import DistillationModule, Term
+from distill.engine.teacher_cache import CachePlan
+from distill.engine.teacher_output_store import FOLDER
 from distill.errors import ConfigError, UserError, shorten
 from distill.contracts import BindContext, ModelOutput
 from distill.registry import augmentations, datasets, objectives, teachers
@@ -177,6 +180,22 @@ def single_teacher_file(exp: Experiment, weights: list[str | None] | None) -> st
     return parts[0][1].teacher.checkpoint or (weights[0] if weights else None)
 
 
+def cache_plan(exp: Experiment, data: DataModule,
+               teacher_weights: list[str | None] | None) -> CachePlan:
+    """The teacher's cache as the file sets it, its tables shared beside the weights file of the
+    teacher's (first) network when every network has one."""
+    from distill.objectives.class_means import training_set_identity
+
+    if exp.teacher is None:
+        return CachePlan(enabled=False)
+    files = [part.teacher.checkpoint or (teacher_weights[i] if teacher_weights else None)
+             for i, (_, part) in enumerate(teacher_parts(exp))]
+    root = Path(files[0]).resolve().parent / FOLDER if files and all(files) else None
+    return CachePlan(enabled=exp.teacher.cache == "auto", root=root,
+                     limit_bytes=int(exp.teacher.cache_limit_gb * 2 ** 30),
+                     identity={"training_set": training_set_identity(exp, data)})
+
+
 def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
                  task: int = 0, teacher_weights: list[str | None] | None = None,
                  tasks=None) -> DistillationModule:
@@ -217,7 +236,8 @@ def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
     check_recipes(exp, student, teacher)
     return DistillationModule(student, teacher, terms, data.num_classes, exp.train.epochs,
                               exp.train.optimizer.model_dump(exclude_none=False),
-                              exp.train.schedule.model_dump(), task=task, kind=data.kind)
+                              exp.train.schedule.model_dump(), task=task, kind=data.kind,
+                              cache_plan=cache_plan(exp, data, teacher_weights))
 
 
 def check_probed(exp: Experiment, s_out: ModelOutput, t_out: ModelOutput | None,

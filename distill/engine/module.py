@@ -13,7 +13,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from distill.contracts import FIELDS, ModelOutput, Step
 from distill.engine.epoch_means import EpochMeans
 from distill.engine.rng_state import capture_rng, restore_rng
-from distill.engine.teacher_cache import TeacherCache
+from distill.engine.teacher_cache import CachePlan, TeacherCache
+from distill.engine.teacher_output_store import TeacherOutputStore
 from distill.engine.teacher_in_checkpoints import digest, from_files, leave_out, put_back
 from distill.errors import UserError
 from distill.objectives.base import Objective, ObjectiveHooks
@@ -52,7 +53,7 @@ class DistillationModule(L.LightningModule):
 
     def __init__(self, student: Tapped, teacher: TeacherRole | None, terms: list[Term],
                  num_classes: int, epochs: int, optimizer: dict, schedule: dict, task: int = 0,
-                 kind: TaskKind | None = None):
+                 kind: TaskKind | None = None, cache_plan: CachePlan | None = None):
         super().__init__()
         self.student = student
         self.teacher = teacher
@@ -68,6 +69,7 @@ class DistillationModule(L.LightningModule):
         self.teacher_fields = frozenset().union(*(t.objective.teacher_needs for t in terms),
                                                 teacher.needs if teacher is not None else ())
         self.uses_views = any(t.objective.uses_views for t in terms)
+        self.cache_plan = cache_plan or CachePlan()
         self.teacher_cache: TeacherCache | None = None
         self.history: list[float] = []
         # a reported teacher (co-trained, ensemble) is evaluated beside the student (accuracy)
@@ -108,12 +110,55 @@ class DistillationModule(L.LightningModule):
         data = self.trainer.datamodule
         if self.teacher is not None:
             self.teacher.plan_steps(self.trainer.estimated_stepping_batches)
-        if (self.teacher is not None and self.teacher_fields and self.teacher.static
-                and self.kind.caches_teacher and data is not None and not data.splits.augmented
+        self.teacher_cache = None
+        if not (self.cache_plan.enabled and self.teacher is not None and self.teacher_fields
+                and self.teacher.static and self.kind.caches_teacher and data is not None
                 and self.teacher_fields <= set(FIELDS)):  # tapped maps could fill the memory
-            self.teacher_cache = TeacherCache(self.teacher_fields)
-            self.teacher_cache.fill(self.teacher, data.train_eval_dataloader(),
-                                    len(data.splits.train), self.device)
+            return
+        augmented = data.splits.augmented
+        store = self._shared_store(data, augmented)
+        if augmented and store is None:  # a table per epoch pays only when the grid shares it
+            return
+        self.teacher_cache = TeacherCache(self.teacher_fields, len(data.splits.train),
+                                          data.train_set.indices, store)
+        if not augmented:
+            self.teacher_cache.load("all", lambda: ((x.to(self.device), i) for x, _, i in
+                                                    data.train_eval_dataloader()),
+                                    self._teacher_pass, always=True)
+
+    def _shared_store(self, data, augmented: bool) -> TeacherOutputStore | None:
+        """The store of this run's teacher tables beside the teacher's weights, keyed by what
+        decides their numbers; None for a teacher without files or a run of several processes
+        (each sees a shard of every epoch)."""
+        plan, trainer = self.cache_plan, self.trainer
+        if plan.root is None or self.teacher_digest is None or trainer.world_size > 1:
+            return None
+        inputs = ({"seed": data.seed, "batch_size": data.batch_size} if augmented
+                  else {"in_order": data.eval_batch_size})
+        identity = {**plan.identity, "teacher": self.teacher_digest,
+                    "fields": sorted(self.teacher_fields), "inputs": inputs,
+                    "precision": str(trainer.precision), "device": self.device.type,
+                    "threads": torch.get_num_threads(), "torch": torch.__version__}
+        say = print if trainer.is_global_zero else (lambda _: None)
+        return TeacherOutputStore(plan.root, identity, plan.limit_bytes, say)
+
+    def _teacher_pass(self, x: torch.Tensor) -> ModelOutput:
+        """The teacher on a batch, in the precision context of a training step (as live)."""
+        with self.trainer.precision_plugin.train_step_context():
+            return self.teacher(x)
+
+    def on_train_epoch_start(self):
+        self.epoch_terms = EpochMeans()
+        data = self.trainer.datamodule
+        if self.teacher_cache is None or not data.splits.augmented:
+            return
+        epoch = data.epoch_now()
+        whole = -(-len(data.train_set) // data.batch_size)
+        if self.trainer.num_training_batches < whole:  # --fast, limit_train_batches: not shared
+            self.teacher_cache.table = None
+            return
+        self.teacher_cache.load(f"epoch{epoch}", lambda: data.epoch_inputs(epoch, self.device),
+                                self._teacher_pass, always=False)
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["history"] = list(self.history)
@@ -139,7 +184,7 @@ class DistillationModule(L.LightningModule):
     def teacher_output(self, x: torch.Tensor, index: torch.Tensor) -> ModelOutput | None:
         if self.teacher is None or not self.teacher_fields:
             return None
-        if self.teacher_cache is not None:
+        if self.teacher_cache is not None and self.teacher_cache.table is not None:
             return self.teacher_cache(index)
         return self.teacher(x)
 
@@ -181,9 +226,6 @@ class DistillationModule(L.LightningModule):
         epoch line and the CSV row have them)."""
         if self.epoch_terms.sums:
             self.log_dict(self.epoch_terms.means(), on_step=False, on_epoch=True, batch_size=1)
-
-    def on_train_epoch_start(self):
-        self.epoch_terms = EpochMeans()
 
     def on_train_epoch_end(self):
         self.log_epoch_terms()  # an epoch cut short (max_steps, max_time) has no last batch

@@ -8,13 +8,14 @@ from pathlib import Path
 
 
 class RunLock:
-    """An exclusive ``flock`` on ``<folder>/.lock``. The operating system releases it when the
-    holder ends, however it ends (SIGKILL included), so a stale lock never blocks a later run.
-    Locks of one machine; on a shared network filesystem ``flock`` may not be seen across
+    """An exclusive ``flock`` on ``<folder>/<name>`` (``.lock``). The operating system releases
+    it when the holder ends, however it ends (SIGKILL included), so a stale lock never blocks a
+    later run. Locks of one machine; on a shared network filesystem ``flock`` may not be seen across
     machines."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, name: str = ".lock"):
         self.folder = Path(folder)
+        self.name = name
         self._fd: int | None = None
 
     def try_acquire(self) -> bool:
@@ -27,7 +28,7 @@ class RunLock:
 
     def _take(self, mode: int) -> bool:
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.folder / self.name, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, mode)
         except BlockingIOError:

@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from distill.config.schema import Experiment
 from distill.engine.build import build_data, build_module, build_teacher, seeded
 from distill.engine.module import DistillationModule
+from distill.engine.acceleration import accelerate
 from distill.engine.allocator import keep_freed_memory
 from distill.engine.checkpoint_io import SafeCheckpointIO
 from distill.engine.epoch_log import EpochLog
@@ -252,6 +253,7 @@ def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
     data = build_data(exp, seed)
     teacher = build_teacher(exp, data, teacher_weights)
     module = build_module(exp, data, teacher, teacher_weights=teacher_weights)
+    accelerate(module, data, exp.channels_last, exp.compile)
     check_run_folder(exp, seed, run_dir)
     last = last_checkpoint(run_dir)
     if last.exists():  # an unreadable checkpoint stops the run before anything is written

@@ -1,32 +1,98 @@
-"""Outputs of a frozen teacher kept per training sample, when inputs repeat exactly between
-epochs (no random augmentation): the teacher runs once over the train set instead of once per
-batch of every epoch. The pass is in a fixed order and batch size, so a resumed run reads the very
-same numbers."""
+"""A frozen teacher's outputs per training sample, computed in one pass instead of once per batch
+of every run: for inputs that repeat between epochs (no random augmentation) one table for the
+whole run, computed in the set's order; for augmented inputs one table per epoch, computed over
+that epoch's training batches exactly as training forms them (the same samples, augmentation
+draws and batch composition), so every value equals the one the teacher would give at the step.
+With a :class:`~distill.engine.teacher_output_store.TeacherOutputStore` the tables are shared
+with every other run of the grid that would compute the same ones."""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
 
 import torch
 
 from distill.contracts import ModelOutput
+from distill.engine.teacher_output_store import TeacherOutputStore
+
+
+@dataclass
+class CachePlan:
+    """What the file says of the cache (``teacher.cache``, ``teacher.cache_limit_gb``), where
+    its tables are shared (``root``: None for a teacher without weights files) and what of the
+    experiment decides them (``identity``: the training set)."""
+
+    enabled: bool = True
+    root: Path | None = None
+    limit_bytes: int = 8 * 2 ** 30
+    identity: dict = field(default_factory=dict)
 
 
 class TeacherCache:
-    """The needed ModelOutput fields of a frozen teacher for every training sample."""
+    """The ``fields`` of the teacher's output for the samples of a training set whose positions
+    in the underlying set are ``indices`` (None: all ``size`` of them)."""
 
-    def __init__(self, fields: frozenset[str]):
+    def __init__(self, fields: frozenset[str], size: int, indices: torch.Tensor | None,
+                 store: TeacherOutputStore | None = None):
         self.fields = fields
-        self.store: dict[str, torch.Tensor] = {}
+        self.store = store
+        self.rows = len(indices) if indices is not None else size
+        self.position = None  # underlying index -> row, for a subset
+        if indices is not None:
+            self.position = torch.full((size,), -1, dtype=torch.long)
+            self.position[indices] = torch.arange(len(indices))
+        self.table: dict[str, torch.Tensor] | None = None
+        self.counts = {"read": 0, "computed": 0, "live": 0}  # tables, by how they were had
+
+    def load(self, name: str, batches: Callable[[], Iterable], teacher, always: bool) -> None:
+        """Make ``table`` the table ``name``: read from the store, else computed from
+        ``batches()`` (pairs x, index) and written to it. When it cannot be shared (no store,
+        another process writing it, the store full) it is computed for this run alone if
+        ``always`` (inputs that repeat: one pass pays for itself), else ``table`` is None and the
+        teacher runs at every step."""
+        self.table, lock = None, None
+        if self.store is not None and not self._read(name):
+            lock = None if self.store.full else self.store.lock(name)
+        if self.table is not None:
+            return
+        if lock is None and not always:
+            self.counts["live"] += 1
+            return
+        try:
+            if lock is None or not self._read(name):  # written while this one waited for the lock
+                self.table = self.compute(teacher, batches())
+                self.counts["computed"] += 1
+                if lock is not None:
+                    self.store.write(name, self.table)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _read(self, name: str) -> bool:
+        self.table = self.store.read(name)
+        if self.table is not None:
+            self.counts["read"] += 1
+        return self.table is not None
 
     @torch.no_grad()
-    def fill(self, teacher, loader, size: int, device) -> None:
-        """One pass over ``loader`` (items x, y, index into a set of ``size`` samples)."""
-        self.store = {}
-        for x, _, index in loader:
-            out = teacher(x.to(device))
+    def compute(self, teacher, batches: Iterable) -> dict[str, torch.Tensor]:
+        table: dict[str, torch.Tensor] = {}
+        for x, index in batches:
+            out = teacher(x)
+            rows = self.row(index)
             for f in self.fields:
                 value = out.get(f)
-                if f not in self.store:
-                    self.store[f] = value.new_zeros((size,) + tuple(value.shape[1:]))
-                self.store[f][index.to(device)] = value
+                if f not in table:
+                    table[f] = torch.zeros((self.rows,) + tuple(value.shape[1:]),
+                                           dtype=value.dtype)
+                table[f][rows] = value.cpu()
+        return table
+
+    def row(self, index: torch.Tensor) -> torch.Tensor:
+        index = index.cpu()
+        return index if self.position is None else self.position[index]
 
     def __call__(self, index: torch.Tensor) -> ModelOutput:
-        return ModelOutput.of({f: self.store[f][index] for f in self.fields})
+        rows = self.row(index)
+        return ModelOutput.of({f: self.table[f][rows].to(index.device) for f in self.fields})
