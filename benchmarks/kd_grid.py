@@ -8,7 +8,8 @@ fresh output folder and no shared tables from an earlier run.
     .venv/bin/python benchmarks/kd_grid.py [--pair resnet56:resnet20] [--variants 3]
                                            [--epochs 2] [--images 1280] [--repeats 2]
 
-Prints each grid's median wall time and the ratios KD/CE, with the target 1 + 1/V + 0.1.
+Prints each grid's median wall time and peak memory, and the ratios KD/CE with the target
+1 + 1/V + 0.1.
 Run by hand, results in the README; never part of the tests.
 """
 from __future__ import annotations
@@ -58,23 +59,29 @@ def grid_file(work: Path, kind: str, args) -> Path:
     return f
 
 
-def timed_grid(work: Path, kind: str, args) -> float:
+# `distill run` in a process that prints its peak resident memory (KiB) last, on stderr
+RUN = ("import resource, sys; from distill.cli import main; code = main(); "
+       "print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
+       "sys.exit(code)")
+
+
+def timed_grid(work: Path, kind: str, args) -> tuple[float, float]:
     """One ``distill run`` of the grid into a fresh folder, the teacher's weights in a fresh
-    folder of their own (no tables shared from an earlier run); its wall time."""
+    folder of their own (no tables shared from an earlier run); its wall time (s) and peak
+    memory (MiB)."""
     teacher_dir = work / kind
     shutil.rmtree(teacher_dir, ignore_errors=True)
     teacher_dir.mkdir()
     shutil.copy(work / "teacher.pt", teacher_dir / "teacher.pt")
     out = work / f"out-{kind}"
     shutil.rmtree(out, ignore_errors=True)
-    distill = [sys.executable, "-c", "import sys; from distill.cli import main; sys.exit(main())",
-               "run", str(work / f"{kind}.yaml"), "--out", str(out)]
+    distill = [sys.executable, "-c", RUN, "run", str(work / f"{kind}.yaml"), "--out", str(out)]
     started = time.perf_counter()
     done = subprocess.run(distill, capture_output=True, text=True, cwd=ROOT)
     seconds = time.perf_counter() - started
     if done.returncode:
         sys.exit(f"{kind} grid failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    return seconds
+    return seconds, int(done.stderr.strip().splitlines()[-1].split()[-1]) / 1024
 
 
 def main():
@@ -100,14 +107,17 @@ def main():
         kinds = ("ce", "kd", "kd-uncached")
         for kind in kinds:
             grid_file(work, kind, args)
-        seconds = {kind: [] for kind in kinds}
+        seconds, peak = {kind: [] for kind in kinds}, {kind: [] for kind in kinds}
         for _ in range(args.repeats):
             for kind in kinds:
-                seconds[kind].append(timed_grid(work, kind, args))
+                s, mib = timed_grid(work, kind, args)
+                seconds[kind].append(s)
+                peak[kind].append(mib)
     wall = {kind: statistics.median(s) for kind, s in seconds.items()}
     for kind in kinds:
         print(f"{kind:12s} grid: {wall[kind]:7.1f} s  (runs: "
-              f"{', '.join(f'{s:.1f}' for s in seconds[kind])})")
+              f"{', '.join(f'{s:.1f}' for s in seconds[kind])}), peak memory "
+              f"{statistics.median(peak[kind]):.0f} MiB")
     target = 1 + 1 / v + 0.1
     print(f"KD grid / CE grid: {wall['kd'] / wall['ce']:.3f} with the shared teacher outputs, "
           f"{wall['kd-uncached'] / wall['ce']:.3f} without (target at most {target:.3f} = "
