@@ -47,7 +47,8 @@ def grid_file(work: Path, kind: str, args) -> Path:
     teacher, student = args.pair.split(":")
     temperatures = [2 ** (k + 1) for k in range(args.variants)]
     if kind == "ce":
-        lines = [f"  lr{k}: {{train.optimizer.lr: {0.05 / 2 ** k}}}" for k in range(args.variants)]
+        lines = [f"  lr{k}: {{train: {{optimizer: {{lr: {0.05 / 2 ** k}}}}}}}"
+                 for k in range(args.variants)]
     else:
         lines = [f"  kd-t{t}: {{objectives: [{{name: ce}}, {{name: kd, temperature: {t}}}]}}"
                  for t in temperatures]

@@ -89,7 +89,7 @@ def _devices(torch) -> list[str]:
 CODE = ("distill", "teachers", "students", "pyproject.toml")  # what "dirty" looks at
 
 
-def _checkout() -> dict:
+def checkout() -> dict:
     """The workbench's version, and its git commit and whether its code (:data:`CODE`) has
     uncommitted changes, when it runs from a checkout (an editable install): an edited README or
     experiment file (its configuration is hashed apart) does not make a run dirty."""
@@ -130,7 +130,7 @@ def current(config_text: str | None = None, command: list[str] | None = None) ->
         "deterministic": ("warn" if torch.is_deterministic_algorithms_warn_only_enabled()
                           and torch.are_deterministic_algorithms_enabled()
                           else torch.are_deterministic_algorithms_enabled()),
-        "workbench": _checkout(),
+        "workbench": checkout(),
         "command": list(command if command is not None else _command or sys.argv),
     }
     if config_text is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from distill.config.load import ExperimentFile
 from distill.config.schema import Experiment, ObjectiveSpec, StudentSpec
 from distill.continual.runner import check_continual, run_sequence
+from distill.engine.acceleration import check_compiler
 from distill.engine.build import (build_data, build_module, build_teacher, seeded,
                                   teacher_net_spec, teacher_parts)
 from distill.atomic_write import atomic_save, atomic_write_text
@@ -278,6 +279,7 @@ def validate_builds(ef: ExperimentFile, without_data: bool = False) -> None:
         try:
             check_trainer_keys(exp.trainer)
             check_loggers(exp.loggers)
+            check_compiler(exp.compile)
             for i, (prefix, part) in enumerate(teacher_parts(exp) if not exp.data.labels
                                                else []):
                 if needs_teacher_stage(part):  # named where the file gives the recipe

@@ -118,3 +118,19 @@ def test_compile_trains_the_compiled_networks_to_the_same_numbers(tmp_path):
     assert losses(compiled) == pytest.approx(losses(eager), rel=1e-3)
     assert json.loads((compiled / "metrics.json").read_text())["top1"] == pytest.approx(
         plain["top1"], abs=1.0)
+
+
+def test_compile_without_a_compiler_is_refused_at_validate(tmp_path, monkeypatch):
+    from distill.engine import acceleration
+    from distill.errors import UserError
+    from distill.runner import validate_builds
+
+    f = tmp_path / "c.yaml"
+    f.write_text(digits_pair("c", "  - {name: ce}\n", tail="compile: true\n"))
+    ef = load_experiment(f)
+    monkeypatch.setattr(acceleration.shutil, "which", lambda name: None)
+    with pytest.raises(UserError, match="c.yaml:13: compile: torch.compile needs a C\\+\\+ "
+                                        "compiler"):
+        validate_builds(ef)
+    monkeypatch.setattr(acceleration.shutil, "which", lambda name: f"/usr/bin/{name}")
+    validate_builds(ef)

@@ -203,11 +203,11 @@ def test_dirty_means_uncommitted_changes_to_the_workbenchs_code(tmp_path, monkey
     git("add", "-A")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
     monkeypatch.setattr(environment, "__file__", str(repo / "distill" / "environment.py"))
-    assert environment._checkout()["dirty"] is False
+    assert environment.checkout()["dirty"] is False
     (repo / "README.md").write_text("edited\n")  # documentation: not the code that ran
-    assert environment._checkout()["dirty"] is False
+    assert environment.checkout()["dirty"] is False
     (repo / "distill" / "environment.py").write_text("x = 2\n")
-    assert environment._checkout()["dirty"] is True
+    assert environment.checkout()["dirty"] is True
 
 
 def test_differences_name_each_changed_value():

@@ -180,15 +180,16 @@ class DataModule(L.LightningDataModule):
         views = torch.stack([augment(x, draws, k + 1) for k in range(count)], dim=1)
         return (x, y, index, views)
 
-    def epoch_inputs(self, epoch: int, device):
+    def epoch_inputs(self, epoch: int, device, convert: Callable = lambda batch: batch):
         """The inputs of training ``epoch`` as training forms them, pairs (x, index): the same
-        batches in the same order, x augmented (no views) and in the same memory format."""
+        batches in the same order, converted (``convert``: the precision's, before transfer),
+        augmented (no views) and in the same memory format."""
         loader = DataLoader(self.train_set, batch_size=self.batch_size,
                             sampler=EpochSampler(len(self.train_set), self.seed, lambda: epoch),
                             generator=torch.Generator())  # draws nothing from the global one
         for batch in loader:
-            x, _, index = self.training_batch([t.to(device) for t in batch[:3]], epoch,
-                                              views=False)[:3]
+            batch = [t.to(device) for t in convert(batch)[:3]]
+            x, _, index = self.training_batch(batch, epoch, views=False)[:3]
             yield self.in_memory_format(x), index
 
     def in_memory_format(self, x: torch.Tensor) -> torch.Tensor:

@@ -191,9 +191,16 @@ def cache_plan(exp: Experiment, data: DataModule,
     files = [part.teacher.checkpoint or (teacher_weights[i] if teacher_weights else None)
              for i, (_, part) in enumerate(teacher_parts(exp))]
     root = Path(files[0]).resolve().parent / FOLDER if files and all(files) else None
+    identity = {"training_set": training_set_identity(exp, data),
+                # the role's options (an ensemble's combination and weights) and every network's
+                # specification (its taps decide what `features` is)
+                "teacher_section": exp.teacher.model_dump(mode="json", by_alias=True,
+                                                          exclude={"cache", "cache_limit_gb"}),
+                "networks": [teacher_net_spec(part).model_dump(mode="json")
+                             for _, part in teacher_parts(exp)],
+                "channels_last": exp.channels_last, "compile": exp.compile}
     return CachePlan(enabled=exp.teacher.cache == "auto", root=root,
-                     limit_bytes=int(exp.teacher.cache_limit_gb * 2 ** 30),
-                     identity={"training_set": training_set_identity(exp, data)})
+                     limit_bytes=int(exp.teacher.cache_limit_gb * 2 ** 30), identity=identity)
 
 
 def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,

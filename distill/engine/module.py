@@ -11,11 +11,13 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from distill.contracts import FIELDS, ModelOutput, Step
+from distill.data.base import EpochSampler
 from distill.engine.epoch_means import EpochMeans
 from distill.engine.rng_state import capture_rng, restore_rng
 from distill.engine.teacher_cache import CachePlan, TeacherCache
-from distill.engine.teacher_output_store import TeacherOutputStore
+from distill.engine.teacher_output_store import TeacherOutputStore, hardware
 from distill.engine.teacher_in_checkpoints import digest, from_files, leave_out, put_back
+from distill.environment import checkout
 from distill.errors import UserError
 from distill.objectives.base import Objective, ObjectiveHooks
 from distill.registry import optimizers, schedules
@@ -122,7 +124,8 @@ class DistillationModule(L.LightningModule):
         self.teacher_cache = TeacherCache(self.teacher_fields, len(data.splits.train),
                                           data.train_set.indices, store)
         if not augmented:
-            self.teacher_cache.load("all", lambda: ((x.to(self.device), i) for x, _, i in
+            convert = self.trainer.precision_plugin.convert_input
+            self.teacher_cache.load("all", lambda: ((convert(x).to(self.device), i) for x, _, i in
                                                     data.train_eval_dataloader()),
                                     self._teacher_pass, always=True)
 
@@ -137,10 +140,10 @@ class DistillationModule(L.LightningModule):
                   else {"in_order": data.eval_batch_size})
         identity = {**plan.identity, "teacher": self.teacher_digest,
                     "fields": sorted(self.teacher_fields), "inputs": inputs,
-                    "precision": str(trainer.precision), "device": self.device.type,
-                    "threads": torch.get_num_threads(), "torch": torch.__version__}
-        say = print if trainer.is_global_zero else (lambda _: None)
-        return TeacherOutputStore(plan.root, identity, plan.limit_bytes, say)
+                    "precision": str(trainer.precision), "hardware": hardware(self.device),
+                    "threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "code": checkout()}  # the workbench's commit (a fix changes the numbers)
+        return TeacherOutputStore(plan.root, identity, plan.limit_bytes)
 
     def _teacher_pass(self, x: torch.Tensor) -> ModelOutput:
         """The teacher on a batch, in the precision context of a training step (as live)."""
@@ -154,11 +157,22 @@ class DistillationModule(L.LightningModule):
             return
         epoch = data.epoch_now()
         whole = -(-len(data.train_set) // data.batch_size)
-        if self.trainer.num_training_batches < whole:  # --fast, limit_train_batches: not shared
-            self.teacher_cache.table = None
+        loader = self.trainer.train_dataloader
+        if (self.trainer.num_training_batches < whole  # --fast, limit_train_batches
+                or not isinstance(getattr(loader, "sampler", None), EpochSampler)):  # overfit_
+            self.teacher_cache.table = None  # batches: other batches than the table's
             return
-        self.teacher_cache.load(f"epoch{epoch}", lambda: data.epoch_inputs(epoch, self.device),
+        convert = self.trainer.precision_plugin.convert_input
+        self.teacher_cache.load(f"epoch{epoch}",
+                                lambda: data.epoch_inputs(epoch, self.device, convert),
                                 self._teacher_pass, always=False)
+
+    def on_fit_end(self):
+        cache = self.teacher_cache
+        if cache is not None and cache.store is not None and self.trainer.is_global_zero:
+            print(f"teacher outputs: {cache.counts['read']} table(s) read from "
+                  f"{cache.store.folder}, {cache.counts['computed']} computed, "
+                  f"{cache.counts['live']} left to the teacher at every step")
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["history"] = list(self.history)

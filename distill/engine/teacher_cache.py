@@ -7,6 +7,7 @@ With a :class:`~distill.engine.teacher_output_store.TeacherOutputStore` the tabl
 with every other run of the grid that would compute the same ones."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -61,7 +62,12 @@ class TeacherCache:
             return
         try:
             if lock is None or not self._read(name):  # written while this one waited for the lock
-                self.table = self.compute(teacher, batches())
+                # a table only worth sharing is not held in memory past the bound
+                fits = None if always else (lambda size: self.store.fits(size, name))
+                self.table = self.compute(teacher, batches(), fits)
+                if self.table is None:
+                    self.counts["live"] += 1
+                    return
                 self.counts["computed"] += 1
                 if lock is not None:
                     self.store.write(name, self.table)
@@ -76,17 +82,23 @@ class TeacherCache:
         return self.table is not None
 
     @torch.no_grad()
-    def compute(self, teacher, batches: Iterable) -> dict[str, torch.Tensor]:
+    def compute(self, teacher, batches: Iterable,
+                fits: Callable[[int], bool] | None = None) -> dict[str, torch.Tensor] | None:
+        """The table from one pass of ``teacher`` over ``batches``; None as soon as its size is
+        known when ``fits`` refuses it."""
         table: dict[str, torch.Tensor] = {}
         for x, index in batches:
             out = teacher(x)
             rows = self.row(index)
+            if not table:
+                shapes = {f: (self.rows, *out.get(f).shape[1:]) for f in self.fields}
+                size = sum(math.prod(shape) * out.get(f).element_size()
+                           for f, shape in shapes.items())
+                if fits is not None and not fits(size):
+                    return None
+                table = {f: torch.zeros(shapes[f], dtype=out.get(f).dtype) for f in self.fields}
             for f in self.fields:
-                value = out.get(f)
-                if f not in table:
-                    table[f] = torch.zeros((self.rows,) + tuple(value.shape[1:]),
-                                           dtype=value.dtype)
-                table[f][rows] = value.cpu()
+                table[f][rows] = out.get(f).cpu()
         return table
 
     def row(self, index: torch.Tensor) -> torch.Tensor:
