@@ -97,6 +97,7 @@ def _stood_in(ef) -> str:
 
 
 def cmd_run(args) -> int:
+    from distill.engine.process_rank import is_writer
     from distill.engine.stage import RunPlan
     from distill.runner import run_experiment
 
@@ -115,7 +116,7 @@ def cmd_run(args) -> int:
     if failed:
         raise UserError(f"{failed}; the runs it left are finished by running the same command "
                         f"again")
-    if args.teachers_only:
+    if args.teachers_only or not is_writer():  # a follower of a multi-process run: no table
         return 0
     print()
     _print_table(out / ef.base.name, "table", None, baseline=ef.baseline, order=list(ef.variants),

@@ -22,12 +22,13 @@ from distill.engine.acceleration import check_compiler
 from distill.engine.build import (build_data, build_module, build_teacher, seeded,
                                   teacher_net_spec, teacher_parts)
 from distill.atomic_write import atomic_save, atomic_write_text
+from distill.engine.process_rank import Unlocked, is_writer, wait_for
 from distill.engine.run_lock import RunLock
 from distill.engine.stage import (RunPlan, check_loggers, check_run_folder, check_trainer_keys,
                                   fingerprint, fit, quiet_lightning)
 from distill.errors import ConfigError, UserError, shorten
 from distill.registry import objectives, teachers
-from distill.results.store import ResultsStore
+from distill.results.store import NoStore, ResultsStore
 from distill.results.recording import numeric, read_object, record_stage
 
 
@@ -93,7 +94,8 @@ def ensure_teacher(exp: Experiment, exp_dir: Path, plan: RunPlan, store: Results
         base_dir = exp_dir / label
         marker = base_dir / "identity.json"
     weights = base_dir / "teacher.pt"
-    lock = RunLock(base_dir)
+    writer = is_writer()
+    lock = RunLock(base_dir) if writer else Unlocked()
     if not lock.try_acquire():
         if not wait:
             say(f"teacher: another process is training it in {base_dir}; the runs that do not "
@@ -105,12 +107,16 @@ def ensure_teacher(exp: Experiment, exp_dir: Path, plan: RunPlan, store: Results
         if weights.exists() and (base_dir / "metrics.json").exists():
             say(f"teacher: reusing {weights}")
             return str(weights)
-        atomic_write_text(marker, json.dumps(identity, indent=2, sort_keys=True))
+        if writer:
+            atomic_write_text(marker, json.dumps(identity, indent=2, sort_keys=True))
         epochs = ("1 epoch of 3 batches (--fast)" if plan.fast
                   else f"{exp.teacher.train.epochs} epochs")
         say(f"teacher: training {teacher_net_spec(exp).name} for {epochs} -> {weights}")
         metrics, module = fit(teacher_stage(exp), exp.teacher.seed, base_dir, label, plan,
                               say=say)
+        if not writer:
+            wait_for(weights)
+            return str(weights)
         atomic_save({"state_dict": module.student.net.state_dict(),
                      "net": teacher_net_spec(exp).model_dump(), "metrics": metrics}, weights)
         store.record(exp.name, label, exp.teacher.seed, numeric(metrics))
@@ -158,13 +164,17 @@ def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan:
     job of a cluster plan)."""
     quiet_lightning()
     check_output(out, ef)
-    store = ResultsStore(out / "results.sqlite")
+    writer = is_writer()
+    store = ResultsStore(out / "results.sqlite") if writer else NoStore()
+    if not writer:
+        say = lambda _: None  # noqa: E731 - the writer says it
     store.check()
     exp_dir = out / ef.base.name
     for variant, exp in ef.variants.items():
         for seed in seeds or exp.seeds:
             check_run_folder(exp, seed, exp_dir / variant / f"seed{seed}")
-    remember_source(ef, exp_dir)
+    if writer:
+        remember_source(ef, exp_dir)
     summaries, held_elsewhere = [], []
     # each variant's teacher stages (one per teacher network) and whether its runs read them
     stages = {variant: stage_keys(exp) for variant, exp in ef.variants.items()}
@@ -188,7 +198,7 @@ def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan:
             teacher_weights = [teachers.get(key) for key in keys]
         for seed in seeds or exp.seeds:
             run = Run(variant, exp, seed, exp_dir / variant / f"seed{seed}", teacher_weights)
-            lock = RunLock(run.run_dir)
+            lock = RunLock(run.run_dir) if writer else Unlocked()
             if not lock.try_acquire():
                 say(f"{variant} seed {seed}: another process is running it; coming back to it "
                     f"at the end")
@@ -200,7 +210,7 @@ def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan:
         if weights is None:
             teachers[key] = ensure_teacher(stage_exp[key], exp_dir, plan, store, say)
     for run in held_elsewhere:
-        lock = RunLock(run.run_dir)
+        lock = RunLock(run.run_dir) if writer else Unlocked()
         if not lock.try_acquire():
             say(f"{run.variant} seed {run.seed}: waiting for the other process to finish it")
             lock.acquire()

@@ -93,8 +93,10 @@ class EpochSampler(Sampler):
     loader of a fit's first epoch before it calls ``set_epoch``, and loader workers draw indices
     as soon as it does), else the last ``set_epoch``."""
 
-    def __init__(self, size: int, seed: int, clock: Callable[[], int | None] | None = None):
+    def __init__(self, size: int, seed: int, clock: Callable[[], int | None] | None = None,
+                 rank: int = 0, world: int = 1):
         self.size, self.seed, self.epoch, self.clock = size, seed, 0, clock
+        self.rank, self.world = rank, world
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -103,10 +105,16 @@ class EpochSampler(Sampler):
         now = self.clock() if self.clock is not None else None
         epoch = self.epoch if now is None else now
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        return iter([(epoch, k) for k in torch.randperm(self.size, generator=g).tolist()])
+        order = torch.randperm(self.size, generator=g).tolist()
+        if self.world > 1:  # every process the same number of samples, the first ones again
+            order = (order + order[:len(self) * self.world - self.size])[self.rank::self.world]
+        return iter([(epoch, k) for k in order])
 
     def __len__(self):
-        return self.size
+        """With several processes (``world``, this one ``rank``) each takes every world-th
+        sample of the order, so the k-th batches of all of them are together the k-th batch of
+        one process with world times their batch size."""
+        return -(-self.size // self.world)
 
 
 class DataModule(L.LightningDataModule):
@@ -153,9 +161,15 @@ class DataModule(L.LightningDataModule):
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           generator=torch.Generator().manual_seed(self.seed))
 
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        return (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+
     def train_dataloader(self):
+        rank, world = self._rank_world()
         return self._loader(self.train_set, self.batch_size,
-                            EpochSampler(len(self.train_set), self.seed, self.epoch_now))
+                            EpochSampler(len(self.train_set), self.seed, self.epoch_now, rank,
+                                         world))
 
     def epoch_now(self) -> int | None:
         """The epoch the attached trainer starts or runs, as Lightning gives it to ``set_epoch``
@@ -210,7 +224,11 @@ class DataModule(L.LightningDataModule):
         return self._loader(self.train_set, self.eval_batch_size)
 
     def val_dataloader(self):
-        return self._loader(self.test_set, self.eval_batch_size)
+        """The test set; with several processes each measures every world-th sample (the
+        metrics add their counts up)."""
+        rank, world = self._rank_world()
+        return self._loader(self.test_set, self.eval_batch_size,
+                            range(rank, len(self.test_set), world) if world > 1 else None)
 
     def test_dataloader(self):
         return self.val_dataloader()

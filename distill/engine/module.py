@@ -239,7 +239,10 @@ class DistillationModule(L.LightningModule):
         """The epoch's means of the training terms, logged once (at its last batch, so that the
         epoch line and the CSV row have them)."""
         if self.epoch_terms.sums:
-            self.log_dict(self.epoch_terms.means(), on_step=False, on_epoch=True, batch_size=1)
+            # under several processes each has its own samples: the mean of their means (equal
+            # shares of every epoch) is the epoch's
+            self.log_dict(self.epoch_terms.means(), on_step=False, on_epoch=True, batch_size=1,
+                          sync_dist=True)
 
     def on_train_epoch_end(self):
         self.log_epoch_terms()  # an epoch cut short (max_steps, max_time) has no last batch
@@ -271,6 +274,7 @@ class DistillationModule(L.LightningModule):
             if not self.trainer.sanity_checking:
                 self.teacher_history.append(values["teacher_acc"])
         for name, value in values.items():
-            self.log(f"val/{name}", value, prog_bar=name == self.kind.headline)
+            # computed over every process's samples (torchmetrics syncs): the same in each
+            self.log(f"val/{name}", value, prog_bar=name == self.kind.headline, sync_dist=True)
         if not self.trainer.sanity_checking:
             self.history.append(values[self.kind.headline])

@@ -21,6 +21,7 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from distill.atomic_write import atomic_write_text
 from distill.config.schema import Experiment
 from distill.engine.build import build_data, build_module, build_teacher, seeded
 from distill.engine.module import DistillationModule
@@ -28,6 +29,7 @@ from distill.engine.acceleration import accelerate
 from distill.engine.allocator import keep_freed_memory
 from distill.engine.checkpoint_io import SafeCheckpointIO
 from distill.engine.epoch_log import EpochLog
+from distill.engine.process_rank import is_writer
 from distill.engine.progress import progress_callbacks
 from distill.engine.validation_schedule import ValidationSchedule
 from distill.environment import record_start
@@ -35,10 +37,13 @@ from distill.errors import ConfigError, UserError, shorten
 from distill.registry import evaluators, nearest
 
 RESERVED_TRAINER_KEYS = {"max_epochs", "callbacks", "logger", "default_root_dir", "plugins",
+                         "use_distributed_sampler",
                          "enable_progress_bar", "num_sanity_val_steps", "enable_model_summary",
                          "gradient_clip_val", "fast_dev_run", "max_steps", "min_steps",
                          "min_epochs", "max_time", "check_val_every_n_epoch", "val_check_interval"}
 INSTEAD = {"gradient_clip_val": "is set by the workbench; use train.gradient_clip",
+           "use_distributed_sampler": "is set by the workbench, whose data order shares each "
+                                      "epoch between the processes",
            **dict.fromkeys(("check_val_every_n_epoch", "val_check_interval"),
                            "is set by the workbench, which measures the test set once at the end "
                            "of an epoch; use train.validate_every (it always measures the last)")}
@@ -233,6 +238,7 @@ def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> 
                    ValidationSchedule(exp.train.validate_every),
                    *progress_callbacks(label, plan.progress_bar)],
         plugins=[SafeCheckpointIO()],
+        use_distributed_sampler=False,  # the data module shares each epoch (EpochSampler)
         enable_progress_bar=plan.progress_bar,
         enable_model_summary=False, num_sanity_val_steps=0,
         gradient_clip_val=exp.train.gradient_clip,
@@ -260,9 +266,12 @@ def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
         SafeCheckpointIO().load_checkpoint(last)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_text = resolved_config(exp, seed)
-    (run_dir / "config.yaml").write_text(config_text, encoding="utf-8")
+    writer = is_writer()
+    if writer:
+        (run_dir / "config.yaml").write_text(config_text, encoding="utf-8")
     trainer = stage_trainer(exp, run_dir, label, plan)  # threads and determinism set
-    record_start(run_dir, config_text, say, label, resuming=last.exists())
+    if writer:
+        record_start(run_dir, config_text, say, label, resuming=last.exists())
     started = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     history = module.history
@@ -276,10 +285,9 @@ def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
         metrics.update(evaluators.get(spec.name).target(**spec.params())(module, data))
     metrics.update(epochs=trainer.current_epoch,
                    train_seconds=round(time.perf_counter() - started, 2))
-    metrics_file = run_dir / "metrics.json"
-    tmp = metrics_file.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({**metrics, "history": history}, indent=2))
-    tmp.replace(metrics_file)
+    if writer:
+        atomic_write_text(run_dir / "metrics.json", json.dumps({**metrics, "history": history},
+                                                               indent=2))
     return metrics, module
 
 

@@ -182,3 +182,14 @@ class ResultsStore:
         db = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None, uri=uri)
         db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         return db
+
+
+class NoStore:
+    """The results store of a process that records nothing (a follower of a multi-process run:
+    the first process records)."""
+
+    def check(self) -> None:
+        pass
+
+    def record(self, *args, **kwargs) -> None:
+        pass
