@@ -97,7 +97,7 @@ def _stood_in(ef) -> str:
 
 
 def cmd_run(args) -> int:
-    from distill.engine.process_rank import is_writer
+    from distill.engine.process_rank import is_writer, several
     from distill.engine.stage import RunPlan
     from distill.runner import run_experiment
 
@@ -107,6 +107,9 @@ def cmd_run(args) -> int:
     out = Path(args.out) / "_fast" if args.fast else Path(args.out)
     if args.teachers_only and args.jobs > 1:
         raise UserError("--teachers-only trains each teacher stage once; give it without --jobs")
+    if args.jobs > 1 and any(several(e.trainer) for e in ef.variants.values()):
+        raise UserError("--jobs runs several grids' processes; with trainer devices or nodes for "
+                        "one run in several processes (ddp) give it without --jobs")
     jobs = start_jobs(args, out / ef.base.name) if getattr(args, "jobs", 1) > 1 else []
     try:
         run_experiment(ef, out, args.seeds, RunPlan(fast=args.fast), say=_say,
@@ -116,7 +119,7 @@ def cmd_run(args) -> int:
     if failed:
         raise UserError(f"{failed}; the runs it left are finished by running the same command "
                         f"again")
-    if args.teachers_only or not is_writer():  # a follower of a multi-process run: no table
+    if args.teachers_only or not is_writer([e.trainer for e in ef.variants.values()]):
         return 0
     print()
     _print_table(out / ef.base.name, "table", None, baseline=ef.baseline, order=list(ef.variants),

@@ -22,7 +22,7 @@ from distill.engine.acceleration import check_compiler
 from distill.engine.build import (build_data, build_module, build_teacher, seeded,
                                   teacher_net_spec, teacher_parts)
 from distill.atomic_write import atomic_save, atomic_write_text
-from distill.engine.process_rank import Unlocked, is_writer, wait_for
+from distill.engine.process_rank import Unlocked, is_writer, several, wait_for
 from distill.engine.run_lock import RunLock
 from distill.engine.stage import (RunPlan, check_loggers, check_run_folder, check_trainer_keys,
                                   fingerprint, fit, quiet_lightning)
@@ -94,7 +94,7 @@ def ensure_teacher(exp: Experiment, exp_dir: Path, plan: RunPlan, store: Results
         base_dir = exp_dir / label
         marker = base_dir / "identity.json"
     weights = base_dir / "teacher.pt"
-    writer = is_writer()
+    writer = is_writer([exp.trainer])
     lock = RunLock(base_dir) if writer else Unlocked()
     if not lock.try_acquire():
         if not wait:
@@ -164,7 +164,7 @@ def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan:
     job of a cluster plan)."""
     quiet_lightning()
     check_output(out, ef)
-    writer = is_writer()
+    writer = is_writer([exp.trainer for exp in ef.variants.values()])
     store = ResultsStore(out / "results.sqlite") if writer else NoStore()
     if not writer:
         say = lambda _: None  # noqa: E731 - the writer says it
@@ -184,7 +184,10 @@ def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan:
         for key, (_, part) in zip(keys, teacher_parts(ef.variants[variant])):
             if key is not None:
                 stage_exp.setdefault(key, part)
-    teachers = {key: ensure_teacher(exp, exp_dir, plan, store, say, wait=teachers_only)
+    # processes training together (DDP) make every decision alike: none skips what another holds
+    together = any(several(exp.trainer) for exp in ef.variants.values())
+    teachers = {key: ensure_teacher(exp, exp_dir, plan, store, say,
+                                    wait=teachers_only or together)
                 for key, exp in stage_exp.items()}  # weights file, None: held elsewhere
     if teachers_only:
         return summaries
@@ -199,7 +202,9 @@ def run_experiment(ef: ExperimentFile, out: Path, seeds: list[int] | None, plan:
         for seed in seeds or exp.seeds:
             run = Run(variant, exp, seed, exp_dir / variant / f"seed{seed}", teacher_weights)
             lock = RunLock(run.run_dir) if writer else Unlocked()
-            if not lock.try_acquire():
+            if together and writer:  # the followers train this run next: wait for it
+                lock.acquire()
+            elif not lock.try_acquire():
                 say(f"{variant} seed {seed}: another process is running it; coming back to it "
                     f"at the end")
                 held_elsewhere.append(run)
@@ -290,6 +295,9 @@ def validate_builds(ef: ExperimentFile, without_data: bool = False) -> None:
             check_trainer_keys(exp.trainer)
             check_loggers(exp.loggers)
             check_compiler(exp.compile)
+            if several(exp.trainer) and exp.continual:
+                raise ConfigError("trainer", "a task sequence runs in one process; remove the "
+                                             "trainer's devices/num_nodes/strategy")
             for i, (prefix, part) in enumerate(teacher_parts(exp) if not exp.data.labels
                                                else []):
                 if needs_teacher_stage(part):  # named where the file gives the recipe
@@ -301,6 +309,10 @@ def validate_builds(ef: ExperimentFile, without_data: bool = False) -> None:
             seeded(exp.seeds[0])
             data = build_data(exp, exp.seeds[0], without_data)
             tasks = check_continual(exp, data)
+            if several(exp.trainer) and data.kind.name != "classification":
+                raise ConfigError("trainer", f"several processes train classification sets; a "
+                                             f"{data.kind.name} set's validation is not combined "
+                                             f"across them yet: use one device")
             teacher = build_teacher(exp, data, None)
             build_module(exp, data, teacher, tasks=tasks)
             for prefix, part in teacher_parts(exp):

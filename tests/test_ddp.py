@@ -69,3 +69,60 @@ def test_two_processes_equal_one_with_their_global_batch(tmp_path):
     metrics = json.loads((runs["two"] / "kd" / "seed0" / "metrics.json").read_text())
     assert metrics["top1"] == json.loads(
         (runs["one"] / "kd" / "seed0" / "metrics.json").read_text())["top1"]
+
+
+@pytest.mark.parametrize("size,world", [(10, 1), (10, 2), (11, 2), (2, 3), (1, 4), (7, 3)])
+def test_each_process_takes_every_worlds_sample_of_one_order(size, world):
+    from distill.data.base import EpochSampler
+
+    alone = [k for _, k in EpochSampler(size, 5, lambda: 3)]
+    shares = [[k for _, k in EpochSampler(size, 5, lambda: 3, rank, world)]
+              for rank in range(world)]
+    assert {len(share) for share in shares} == {-(-size // world)}  # the same steps in each
+    padded = (alone * world)[:len(shares[0]) * world]
+    assert [share[i] for i in range(len(shares[0])) for share in shares] == padded
+    if world == 1:
+        import torch
+
+        g = torch.Generator().manual_seed(5 * 100_003 + 3)  # one process: as before
+        assert alone == torch.randperm(size, generator=g).tolist()
+
+
+@pytest.mark.parametrize("trainer,several", [({}, False), ({"devices": 1}, False),
+                                             ({"devices": 2}, True), ({"strategy": "ddp"}, True),
+                                             ({"num_nodes": 2}, True), ({"devices": "auto"}, False)])
+def test_what_asks_for_several_processes(trainer, several):
+    from distill.engine.process_rank import is_writer
+    from distill.engine.process_rank import several as asks
+
+    assert asks(trainer) is several
+    assert is_writer([trainer])  # rank 0 here
+
+
+def test_what_several_processes_do_not_serve_is_refused(tmp_path, capsys):
+    from experiment_text import RETRIEVAL, digits_pair
+
+    from distill.cli import main
+
+    cases = {
+        "spawn": (digits_pair("s", "  - {name: ce}\n", tail="trainer: {strategy: ddp_spawn}\n"),
+                  "trainer.strategy: 'ddp_spawn': give one of auto, ddp, single_device"),
+        "continual": (digits_pair("c", "  - {name: ce}\n", tail="continual: {tasks: 2}\n"
+                                  "trainer: {strategy: ddp, devices: 2, accelerator: cpu}\n"),
+                      "trainer: a task sequence runs in one process"),
+        "retrieval": (RETRIEVAL + "trainer: {strategy: ddp, devices: 2, accelerator: cpu}\n",
+                      "trainer: several processes train classification sets"),
+    }
+    for name, (text, message) in cases.items():
+        f = tmp_path / f"{name}.yaml"
+        f.write_text(text)
+        assert main(["validate", str(f)]) == 2
+        said = capsys.readouterr()
+        assert message in said.err + said.out, (name, said)
+    f = tmp_path / "jobs.yaml"
+    f.write_text(digits_pair("j", "  - {name: ce}\n",
+                             tail="trainer: {strategy: ddp, devices: 2, accelerator: cpu}\n"))
+    assert main(["run", str(f), "--out", str(tmp_path / "out"), "--jobs", "2"]) == 2
+    said = capsys.readouterr()
+    assert "give it without --jobs" in said.err + said.out
+    assert not (tmp_path / "out").exists()

@@ -107,7 +107,8 @@ class EpochSampler(Sampler):
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         order = torch.randperm(self.size, generator=g).tolist()
         if self.world > 1:  # every process the same number of samples, the first ones again
-            order = (order + order[:len(self) * self.world - self.size])[self.rank::self.world]
+            total = len(self) * self.world
+            order = (order * -(-total // self.size))[:total][self.rank::self.world]
         return iter([(epoch, k) for k in order])
 
     def __len__(self):
@@ -163,7 +164,7 @@ class DataModule(L.LightningDataModule):
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
-        return (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+        return getattr(trainer, "global_rank", 0), getattr(trainer, "world_size", 1)
 
     def train_dataloader(self):
         rank, world = self._rank_world()
@@ -231,4 +232,5 @@ class DataModule(L.LightningDataModule):
                             range(rank, len(self.test_set), world) if world > 1 else None)
 
     def test_dataloader(self):
-        return self.val_dataloader()
+        """The whole test set, in every process (evaluators after training)."""
+        return self._loader(self.test_set, self.eval_batch_size)

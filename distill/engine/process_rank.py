@@ -10,11 +10,23 @@ import time
 from pathlib import Path
 
 
-def is_writer() -> bool:
-    """Whether this is the process of global rank 0 (from the launcher's environment)."""
+STRATEGIES = ("auto", "ddp", "single_device")  # what a file may give as trainer.strategy
+
+
+def several(trainer: dict) -> bool:
+    """Whether a ``trainer:`` section asks for several processes."""
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    return (trainer.get("strategy") == "ddp" or nodes not in (1, None)
+            or not (devices in (1, "1", None, "auto") or devices == [0]))
+
+
+def is_writer(trainers: list[dict]) -> bool:
+    """Whether this process writes: always, unless the runs ask for several processes
+    (``trainers``: their ``trainer:`` sections) and this is not the process of global rank 0
+    (from the launcher's environment)."""
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-    return getattr(rank_zero_only, "rank", 0) == 0
+    return not any(several(t) for t in trainers) or getattr(rank_zero_only, "rank", 0) == 0
 
 
 def wait_for(path: Path, timeout: float = 600.0) -> None:

@@ -29,7 +29,7 @@ from distill.engine.acceleration import accelerate
 from distill.engine.allocator import keep_freed_memory
 from distill.engine.checkpoint_io import SafeCheckpointIO
 from distill.engine.epoch_log import EpochLog
-from distill.engine.process_rank import is_writer
+from distill.engine.process_rank import STRATEGIES, is_writer
 from distill.engine.progress import progress_callbacks
 from distill.engine.validation_schedule import ValidationSchedule
 from distill.environment import record_start
@@ -103,6 +103,11 @@ def check_trainer_values(trainer: dict) -> None:
         if isinstance(value, bool) or (isinstance(value, (int, float)) and value < 1):
             raise ConfigError(f"trainer.{key}", f"{value} would {why}; give 1 or more")
     _check_cpu_values(trainer)
+    strategy = trainer.get("strategy", "auto")
+    if strategy not in STRATEGIES:
+        raise ConfigError("trainer.strategy", f"{shorten(strategy)}: give one of "
+                                              f"{', '.join(STRATEGIES)} (several processes: ddp, "
+                                              f"which runs the same command in each)")
     for key in ("limit_train_batches", "limit_val_batches"):  # every epoch trains and measures
         value = trainer.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
@@ -266,9 +271,9 @@ def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
         SafeCheckpointIO().load_checkpoint(last)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_text = resolved_config(exp, seed)
-    writer = is_writer()
+    writer = is_writer([exp.trainer])
     if writer:
-        (run_dir / "config.yaml").write_text(config_text, encoding="utf-8")
+        atomic_write_text(run_dir / "config.yaml", config_text)
     trainer = stage_trainer(exp, run_dir, label, plan)  # threads and determinism set
     if writer:
         record_start(run_dir, config_text, say, label, resuming=last.exists())
