@@ -22,7 +22,8 @@ from distill.engine.teacher_output_store import TeacherOutputStore
 class CachePlan:
     """What the file says of the cache (``teacher.cache``, ``teacher.cache_limit_gb``), where
     its tables are shared (``root``: None for a teacher without weights files) and what of the
-    experiment decides them (``identity``: the training set)."""
+    experiment decides them (``identity``: the training set, the teacher's section and networks,
+    ``channels_last`` and ``compile``; the run adds the rest, see ``_shared_store``)."""
 
     enabled: bool = True
     root: Path | None = None

@@ -1,8 +1,9 @@
 """Tables of a frozen teacher's outputs shared by every run of a grid, in files beside the
 teacher's weights: ``<weights folder>/teacher_outputs/<key>/<table>.pt``. The key is a digest of
-everything that decides the numbers (the teacher's tensors, the training set, the inputs' seed and
-batches, precision, threads, torch), so a table is read only by runs that would have computed the
-very same one. Each table is written atomically by the one process that holds its lock; the
+everything that decides the numbers (the teacher's tensors, section and networks, the training
+set, the inputs' seed and batches, precision, memory format, compilation, threads, hardware, torch
+and the workbench's commit), so a table is read only by runs that would have computed the very
+same one. Each table is written atomically by the one process that holds its lock; the
 folder's total size is bounded (``teacher.cache_limit_gb``)."""
 from __future__ import annotations
 
