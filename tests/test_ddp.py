@@ -3,7 +3,6 @@ process with the same global batch: the same data order shared between the proce
 numbers, files written by the first process alone."""
 from __future__ import annotations
 
-import csv
 import json
 import sqlite3
 import subprocess
@@ -11,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from run_logs import log_rows
 
 GRID = """\
 name: {name}
@@ -30,13 +30,8 @@ variants:
 {trainer}"""
 
 
-def rows(run_dir: Path) -> list[dict]:
-    with open(run_dir / "logs" / "metrics.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def numbers(run_dir: Path) -> list[float]:
-    return [float(v) for row in rows(run_dir) for k, v in sorted(row.items())
+    return [float(v) for row in log_rows(run_dir) for k, v in sorted(row.items())
             if v and k not in ("epoch", "step")]
 
 

@@ -3,7 +3,6 @@ an uninterrupted run's; two ``distill run`` of one file into one ``--out`` at on
 the store and table equal a sequential run's."""
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from experiment_text import arithmetic, digits_pair
+from run_logs import log_rows
 
 pytestmark = pytest.mark.slow
 
@@ -56,11 +56,6 @@ def whole_and_resumed(tmp_path: Path, name: str, text: str) -> tuple[Path, Path,
     assert distill("run", f, "--out", broken, code=KILL_AT_EPOCH_3).returncode == -9
     assert distill("run", f, "--out", broken).returncode == 0
     return whole, broken, Path(name) / "default" / "seed0"
-
-
-def log_rows(run_dir: Path) -> list[dict]:
-    with open(run_dir / "logs" / "metrics.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_a_resumed_stage_keeps_every_epoch_of_its_log(tmp_path):

@@ -2,7 +2,6 @@
 run of a grid through files beside the teacher's weights (teacher.cache)."""
 from __future__ import annotations
 
-import csv
 import shutil
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 import torch
 from dataset_files import write_cifar10
 from experiment_text import digits_pair
+from run_logs import log_rows
 
 from distill.config import load_experiment
 from distill.config.schema import Experiment
@@ -40,11 +40,6 @@ variants:
   kd: {{}}
   kd-t2: {{objectives: [{{name: ce}}, {{name: kd, temperature: 2}}]}}
 """
-
-
-def log_rows(run_dir: Path) -> list[dict]:
-    with open(run_dir / "logs" / "metrics.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture

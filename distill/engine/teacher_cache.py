@@ -53,25 +53,25 @@ class TeacherCache:
         another process writing it, the store full) it is computed for this run alone if
         ``always`` (inputs that repeat: one pass pays for itself), else ``table`` is None and the
         teacher runs at every step."""
-        self.table, lock = None, None
-        if self.store is not None and not self._read(name):
-            lock = None if self.store.full else self.store.lock(name)
-        if self.table is not None:
+        self.table = None
+        if self.store is not None and self._read(name):
             return
+        lock = self.store.lock(name) if self.store is not None and not self.store.full else None
         if lock is None and not always:
             self.counts["live"] += 1
             return
         try:
-            if lock is None or not self._read(name):  # written while this one waited for the lock
-                # a table only worth sharing is not held in memory past the bound
-                fits = None if always else (lambda size: self.store.fits(size, name))
-                self.table = self.compute(teacher, batches(), fits)
-                if self.table is None:
-                    self.counts["live"] += 1
-                    return
-                self.counts["computed"] += 1
-                if lock is not None:
-                    self.store.write(name, self.table)
+            if lock is not None and self._read(name):  # written while this one took the lock
+                return
+            # a table only worth sharing is not held in memory past the bound
+            fits = None if always else (lambda size: self.store.fits(size, name))
+            self.table = self.compute(teacher, batches(), fits)
+            if self.table is None:
+                self.counts["live"] += 1
+                return
+            self.counts["computed"] += 1
+            if lock is not None:
+                self.store.write(name, self.table)
         finally:
             if lock is not None:
                 lock.release()
