@@ -18,16 +18,96 @@ seeds: [0]
 data: {{name: mnist1d, num_samples: 640, batch_size: {batch}}}
 teacher:
   role: frozen
-  net: {{name: cnn1d, width: 8}}
+  net: {{name: cnn1d, width: 8, taps: {{t1: convs.1, t2: convs.3}}}}
   train: {{epochs: 1, optimizer: {{name: adam, lr: 3.0e-3}}}}
 student:
-  net: {{name: cnn1d, width: 8}}
+  net: {{name: cnn1d, width: 8, taps: {{s1: convs.1, s2: convs.3}}}}
 train: {{epochs: 2, optimizer: {{name: sgd, lr: 0.1, momentum: 0.9}}}}
 objectives: [{{name: ce}}, {{name: kd, temperature: 4}}]
 variants:
   kd: {{}}
   kd+nd: {{objectives: [{{name: ce}}, {{name: kd, temperature: 4}}, {{name: nd}}]}}
-{trainer}"""
+{every}{trainer}"""
+
+# every other objective of classification sets and the changing teachers; the ones that relate a
+# batch's samples (rkd, crd, trg, supcon) or have BatchNorm (fitnet, nd's adapter) read the global
+# batch gathered from both processes
+EVERY_OBJECTIVE = """\
+  nd-adapter:  # a narrower student: nd's adapter (BatchNorm, dropout) reads the global batch
+    student: {net: {width: 4}}
+    objectives: [{name: ce}, {name: nd}]
+  dkd: {objectives: [{name: ce}, {name: dkd, warmup_epochs: 2}]}
+  fitnet: {objectives: [{name: ce}, {name: fitnet, pairs: [[s2, t2]]}]}
+  at: {objectives: [{name: ce}, {name: at, pairs: [[s1, t1], [s2, t2]]}]}
+  rkd: {objectives: [{name: ce}, {name: rkd}]}
+  crd: {objectives: [{name: ce}, {name: crd, negatives: 64, dim: 16}]}
+  trg: {objectives: [{name: ce}, {name: trg}]}
+  supcon:
+    data: {views: {name: signal, count: 2}}
+    objectives: [{name: supcon, projection_dim: 16}, {name: ce}]
+  dino:
+    data: {views: {name: signal, count: 2}}
+    teacher: {role: ema, momentum: 0.9, train: null}
+    objectives:
+      - {name: dino, out_dim: 64, hidden: 32, bottleneck: 16, student_temp: 0.1,
+         teacher_temp: 0.04, center_momentum: 0.9}
+      - {name: ce}
+  mutual:
+    teacher: {role: mutual, train: null}
+    objectives: [{name: ce}, {name: kd, temperature: 1}]
+"""
+
+
+def classification_grid(name: str, batch: int, trainer: str) -> str:
+    return GRID.format(name=name, batch=batch, trainer=trainer, every=EVERY_OBJECTIVE)
+
+
+def retrieval_grid(name: str, batch: int, trainer: str) -> str:
+    """The retrieval grid of the tests with towers without BatchNorm (ViTs), 12 steps a stage
+    (the global batch of both processes then never holds a padding sample)."""
+    from experiment_text import RETRIEVAL
+
+    vit = "image: vit_tiny, image_args: {dim: 16, depth: 1, heads: 2}"
+    trainer = trainer.replace("trainer: {", "trainer: {limit_train_batches: 12, ") or \
+        "trainer: {limit_train_batches: 12}\n"
+    return (RETRIEVAL.replace("name: ret", f"name: {name}")
+            .replace("batch_size: 32}", f"batch_size: {batch // 2}, captions_per_image: 1}}")
+            .replace("image_args: {width: 4}", vit)
+            .replace("embed_dim: 16}", f"embed_dim: 16, {vit}}}") + trainer)
+
+
+def run_one_and_two(tmp_path: Path, grid=classification_grid) -> dict[str, Path]:
+    """The grid in one process with batch 64, and in two with 32 each (retrieval: 32, 16)."""
+    runs = {}
+    for name, batch, trainer in (("one", 64, ""),
+                                 ("two", 32, "trainer: {strategy: ddp, devices: 2, "
+                                             "accelerator: cpu}\n")):
+        f = tmp_path / f"{name}.yaml"
+        f.write_text(grid(name, batch, trainer))
+        done = subprocess.run([sys.executable, "-m", "distill.cli", "run", str(f), "--out",
+                               str(tmp_path / "out")], capture_output=True, text=True,
+                              timeout=1800)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        runs[name] = tmp_path / "out" / name
+        if name == "two":
+            lines = [line for line in done.stdout.splitlines() if "] epoch 1/" in line]
+            # one line per epoch and run, not per process
+            assert len(lines) == len(list(runs["one"].rglob("logs/metrics.csv"))), done.stdout
+    return runs
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_on_a_retrieval_set(tmp_path):
+    """The teacher stage (a cross encoder: itc, itm) and itc, score_kd and dcd read the global
+    batch; every process validates over the whole gallery."""
+    runs = run_one_and_two(tmp_path, retrieval_grid)
+    stages = ["teacher"] + [p.relative_to(runs["one"]).as_posix()
+                            for p in sorted(runs["one"].glob("*/seed0"))]
+    assert len(stages) == 4
+    for stage in stages:
+        one, two = numbers(runs["one"] / stage), numbers(runs["two"] / stage)
+        assert len(one) == len(two) > 0, stage
+        assert two == pytest.approx(one, rel=1e-4, abs=1e-5), stage
 
 
 def numbers(run_dir: Path) -> list[float]:
@@ -36,31 +116,26 @@ def numbers(run_dir: Path) -> list[float]:
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one_with_their_global_batch(tmp_path):
-    runs = {}
-    for name, batch, trainer in (("one", 64, ""),
-                                 ("two", 32, "trainer: {strategy: ddp, devices: 2, "
-                                             "accelerator: cpu}\n")):
-        f = tmp_path / f"{name}.yaml"
-        f.write_text(GRID.format(name=name, batch=batch, trainer=trainer))
-        done = subprocess.run([sys.executable, "-m", "distill.cli", "run", str(f), "--out",
-                               str(tmp_path / "out")], capture_output=True, text=True,
-                              timeout=900)
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-        runs[name] = tmp_path / "out" / name
-        if name == "two":
-            lines = [line for line in done.stdout.splitlines() if "epoch 1/2" in line]
-            assert len(lines) == 2, done.stdout  # one line per epoch and run, not per process
-    for stage in ("teacher", "kd/seed0", "kd+nd/seed0"):
+def test_two_processes_equal_one_with_their_global_batch_for_every_objective(tmp_path):
+    runs = run_one_and_two(tmp_path)
+    stages = ["teacher"] + [p.relative_to(runs["one"]).as_posix()
+                            for p in sorted(runs["one"].glob("*/seed0"))]
+    assert len(stages) == 13
+    for stage in stages:
         one, two = numbers(runs["one"] / stage), numbers(runs["two"] / stage)
-        assert len(one) == len(two) > 0
+        assert len(one) == len(two) > 0, stage
         assert two == pytest.approx(one, rel=1e-4, abs=1e-5), stage
     # the first process alone wrote the results: one row per metric and run
     with sqlite3.connect(tmp_path / "out" / "results.sqlite") as db:
         counts = db.execute("SELECT experiment, variant, metric, COUNT(*) FROM results "
                             "GROUP BY 1, 2, 3").fetchall()
     assert {c[-1] for c in counts} == {1}
-    assert {c[1] for c in counts if c[0] == "two"} == {"teacher", "kd", "kd+nd"}
+    # (a teacher stage of data with views is named by a digest of its section, batch size in it)
+    written = {name: {"teacher-*" if c[1].startswith("teacher-") else c[1] for c in counts
+                      if c[0] == name}
+               for name in ("one", "two")}
+    assert written["two"] == written["one"] >= {"teacher"} | {
+        stage.split("/")[0] for stage in stages[1:]}
     metrics = json.loads((runs["two"] / "kd" / "seed0" / "metrics.json").read_text())
     assert metrics["top1"] == json.loads(
         (runs["one"] / "kd" / "seed0" / "metrics.json").read_text())["top1"]
@@ -95,7 +170,7 @@ def test_what_asks_for_several_processes(trainer, several):
 
 
 def test_what_several_processes_do_not_serve_is_refused(tmp_path, capsys):
-    from experiment_text import RETRIEVAL, digits_pair
+    from experiment_text import arithmetic, digits_pair
 
     from distill.cli import main
 
@@ -105,8 +180,9 @@ def test_what_several_processes_do_not_serve_is_refused(tmp_path, capsys):
         "continual": (digits_pair("c", "  - {name: ce}\n", tail="continual: {tasks: 2}\n"
                                   "trainer: {strategy: ddp, devices: 2, accelerator: cpu}\n"),
                       "trainer: a task sequence runs in one process"),
-        "retrieval": (RETRIEVAL + "trainer: {strategy: ddp, devices: 2, accelerator: cpu}\n",
-                      "trainer: several processes train classification sets"),
+        "generation": (arithmetic("g", 32, 1, "  - {name: dss, rationales: gold}\n",
+                                  tail="trainer: {strategy: ddp, devices: 2, accelerator: cpu}\n"),
+                       "trainer: several processes train classification and retrieval sets"),
     }
     for name, (text, message) in cases.items():
         f = tmp_path / f"{name}.yaml"
@@ -121,3 +197,86 @@ def test_what_several_processes_do_not_serve_is_refused(tmp_path, capsys):
     said = capsys.readouterr()
     assert "give it without --jobs" in said.err + said.out
     assert not (tmp_path / "out").exists()
+
+
+class ThreadWorld:
+    """torch.distributed's all_gather and all_reduce between threads, one rank each."""
+
+    def __init__(self, world: int):
+        import threading
+
+        self.world, self.slots = world, [None] * world
+        self.barrier, self.local = threading.Barrier(world), threading.local()
+
+    def get_world_size(self):
+        return self.world
+
+    def get_rank(self):
+        return self.local.rank
+
+    def _exchange(self, t):
+        self.slots[self.local.rank] = t.clone()
+        self.barrier.wait()
+        every = list(self.slots)
+        self.barrier.wait()
+        return every
+
+    def all_gather(self, parts, t):
+        for part, value in zip(parts, self._exchange(t)):
+            part.copy_(value)
+
+    def all_reduce(self, t):
+        t.copy_(sum(self._exchange(t)))
+
+
+def test_gathered_rows_are_the_single_process_batch_and_their_gradient_its_own(monkeypatch):
+    import threading
+
+    import torch
+
+    from distill.engine import global_batch
+    from distill.objectives.rkd import rkd_loss
+
+    torch.manual_seed(0)
+    rows = torch.randn(8, 5, dtype=torch.float64)
+    alone = rows.clone().requires_grad_(True)
+    loss = rkd_loss(alone, alone.detach().pow(2))
+    loss.backward()
+    world = ThreadWorld(2)
+    monkeypatch.setattr(global_batch, "dist", world)
+    out = {}
+
+    def rank(r):
+        world.local.rank = r
+        mine = rows[r::2].clone().requires_grad_(True)  # this process's rows (EpochSampler)
+        whole = global_batch.gather_rows(mine)
+        each = rkd_loss(whole, global_batch.gather_rows(mine.detach().pow(2)))
+        each.backward()
+        out[r] = (whole.detach(), mine.grad / 2, each.detach())  # DDP averages the processes
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for r in range(2):
+        whole, grad, each = out[r]
+        assert torch.equal(whole, rows)  # the single-process order
+        assert each.item() == pytest.approx(loss.item(), rel=1e-12)
+        assert torch.allclose(grad, alone.grad[r::2], rtol=1e-10, atol=1e-12)
+        assert not torch.allclose(grad, alone.grad[r * 4:(r + 1) * 4])  # not the first half's
+
+
+def test_which_objectives_read_the_global_batch():
+    from torch import nn
+
+    from distill.engine.global_batch import reads_global_batch
+    from distill.objectives.crd import CRD
+    from distill.objectives.kd import KD
+    from distill.objectives.nd import NormDirection
+
+    assert reads_global_batch(CRD()) and not reads_global_batch(KD())
+    nd = NormDirection()
+    assert not reads_global_batch(nd)  # the same widths: no adapter
+    nd.adapter = nn.Sequential(nn.BatchNorm1d(4), nn.Linear(4, 8))
+    assert reads_global_batch(nd)

@@ -226,10 +226,11 @@ class DataModule(L.LightningDataModule):
 
     def val_dataloader(self):
         """The test set; with several processes each measures every world-th sample (the
-        metrics add their counts up)."""
+        metrics add their counts up), unless the task kind measures over the whole set."""
         rank, world = self._rank_world()
+        shard = world > 1 and self.kind.shards_validation
         return self._loader(self.test_set, self.eval_batch_size,
-                            range(rank, len(self.test_set), world) if world > 1 else None)
+                            range(rank, len(self.test_set), world) if shard else None)
 
     def test_dataloader(self):
         """The whole test set, in every process (evaluators after training)."""

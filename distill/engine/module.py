@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from distill.contracts import FIELDS, ModelOutput, Step
 from distill.data.base import EpochSampler
 from distill.engine.epoch_means import EpochMeans
+from distill.engine.global_batch import global_step, reads_global_batch
 from distill.engine.rng_state import capture_rng, restore_rng
 from distill.engine.teacher_cache import CachePlan, TeacherCache
 from distill.engine.teacher_output_store import TeacherOutputStore, hardware
@@ -80,6 +81,7 @@ class DistillationModule(L.LightningModule):
                             if self.reports_teacher else None)
         self.teacher_history: list[float] = []
         self.resumed_rng: dict | None = None  # the generators' state in the checkpoint resumed from
+        self.rng_at_fit: dict | None = None  # the generators' state when fit was called
         # a teacher rebuilt from files stays out of checkpoints (teacher_in_checkpoints): the
         # digest of its weights as built, before a precision plugin converts them
         self.teacher_digest = digest(teacher.state_dict()) if from_files(teacher) else None
@@ -187,6 +189,14 @@ class DistillationModule(L.LightningModule):
         self.teacher_history = list(checkpoint.get("teacher_history", []))
         self.resumed_rng = checkpoint.get("rng_state")
 
+    def setup(self, stage: str) -> None:
+        # several processes: Lightning seeded each again when it connected them; the generators
+        # go back to where they stood when fit was called, as in one process, so the draws of
+        # training (dropout, negatives) are the single-process run's
+        if self.rng_at_fit is not None and self.trainer.world_size > 1:
+            restore_rng(self.rng_at_fit)
+        self.rng_at_fit = None
+
     def on_train_start(self):
         # restored here, after everything a resumed fit does before its first batch, so the
         # generators continue exactly as in a run that was never interrupted
@@ -209,10 +219,14 @@ class DistillationModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         step = self.make_step(batch)
+        trainer = self._trainer  # None when a step is taken by hand
+        several = trainer is not None and trainer.world_size > 1
+        reads_global = [several and reads_global_batch(t.objective) for t in self.terms]
+        whole = global_step(step, self) if any(reads_global) else None
         total = 0.0
         logs = {}
-        for term in self.terms:
-            out = term.objective(step)
+        for term, global_batch in zip(self.terms, reads_global):
+            out = term.objective(whole if global_batch else step)
             parts = out if isinstance(out, dict) else {"": out}
             weight = term.weight_at(step.epoch)
             for name, value in parts.items():
@@ -230,7 +244,6 @@ class DistillationModule(L.LightningModule):
                             f"lower the learning rate or this term's weight")
         logs["train/loss"] = total.detach()
         self.epoch_terms.add(logs, len(step.labels))
-        trainer = self._trainer  # None when a step is taken by hand
         if trainer is not None and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             self.log_epoch_terms()
         return total

@@ -31,6 +31,7 @@ from distill.engine.checkpoint_io import SafeCheckpointIO
 from distill.engine.epoch_log import EpochLog
 from distill.engine.process_rank import STRATEGIES, is_writer
 from distill.engine.progress import progress_callbacks
+from distill.engine.rng_state import capture_rng
 from distill.engine.validation_schedule import ValidationSchedule
 from distill.environment import record_start
 from distill.errors import ConfigError, UserError, shorten
@@ -78,6 +79,8 @@ def _trainer_args(trainer: dict) -> dict:
     args = dict(accelerator="auto", devices=1, precision="32-true", deterministic=True,
                 log_every_n_steps=10)
     args.update(trainer)
+    if args.get("strategy") == "ddp":  # a step may leave parameters unused (a cross encoder's
+        args["strategy"] = "ddp_find_unused_parameters_true"  # towers under itm, a head)
     return args
 
 
@@ -278,6 +281,7 @@ def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
     if writer:
         record_start(run_dir, config_text, say, label, resuming=last.exists())
     started = time.perf_counter()
+    module.rng_at_fit = capture_rng()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     history = module.history
     metrics = module.kind.results(module, data, history)

@@ -116,6 +116,7 @@ class CRD(Objective):
     embedded penultimate features (dimension 128, tau 0.07, momentum 0.5, weight 0.8)."""
 
     student_needs = frozenset({"features"})
+    relates_samples = True
     teacher_needs = frozenset({"features"})
     uses_labels = True  # its negatives are samples of the other classes
     default_weight = 0.8

@@ -70,6 +70,7 @@ class DynamicContrastiveDistillation(Objective):
     :class:`StudentScoreHead`); ``alpha * L_d + (1 - alpha) * L_h``."""
 
     student_needs = frozenset({"embedding", "text_embedding"})
+    relates_samples = True
     teacher_needs = frozenset({"embedding", "text_embedding"})
     uses_labels = True
     task_kinds = frozenset({"retrieval"})

@@ -27,6 +27,7 @@ class ImageTextContrastive(Objective):
     """InfoNCE both ways between the student's image and caption embeddings (retrieval)."""
 
     student_needs = frozenset({"embedding", "text_embedding"})
+    relates_samples = True
     uses_labels = True
     task_kinds = frozenset({"retrieval"})
 

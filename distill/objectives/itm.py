@@ -27,6 +27,7 @@ class ImageTextMatching(Objective):
     """Image-text matching with embedding-mined hard negatives, for a cross encoder (retrieval)."""
 
     student_needs = frozenset({"embedding", "text_embedding"})
+    relates_samples = True
     uses_labels = True
     task_kinds = frozenset({"retrieval"})
 

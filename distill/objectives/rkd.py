@@ -58,6 +58,7 @@ class RKD(Objective):
     """RKD: distance (weight 25) and angle (weight 50) relations of the penultimate features."""
 
     student_needs = frozenset({"features"})
+    relates_samples = True
     teacher_needs = frozenset({"features"})
 
     def __init__(self, distance_weight: Annotated[float, Field(ge=0, le=1e6)] = 25.0,

@@ -21,6 +21,7 @@ class ScoreDistillation(Objective):
     """KD on the scores of each query's candidate captions (retrieval), default 16 candidates."""
 
     student_needs = frozenset({"embedding", "text_embedding"})
+    relates_samples = True
     teacher_needs = frozenset({"embedding", "text_embedding"})
     uses_labels = True
     task_kinds = frozenset({"retrieval"})

@@ -53,6 +53,7 @@ class SupCon(Objective):
     base_temperature`` (SupContrast's factor, base 0.07)."""
 
     student_needs = frozenset({"features"})
+    relates_samples = True
     uses_labels = True
     uses_views = True
 

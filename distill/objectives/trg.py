@@ -130,6 +130,7 @@ class TokenRelationGraph(Objective):
     """TRG: edge (kNN-graph KL), node (InfoNCE) and contextual (within-image) losses on tokens."""
 
     student_needs = frozenset({"tokens"})
+    relates_samples = True
     teacher_needs = frozenset({"tokens"})
 
     def __init__(self, edge: float = 1.0, node: float = 1.0, context: float = 1.0, k: int = 8,

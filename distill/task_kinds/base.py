@@ -18,6 +18,9 @@ class TaskKind:
     headline: ClassVar[str]
     caches_teacher: ClassVar[bool] = True  # a frozen teacher's outputs may be cached per sample
     has_classes: ClassVar[bool] = True  # targets are classes (imbalance profiles, views apply)
+    # several processes: each validates every world-th test sample (its metrics add their counts
+    # up); when False each validates the whole test set (measures over the whole gallery)
+    shards_validation: ClassVar[bool] = True
 
     def metrics(self, num_classes: int) -> dict[str, nn.Module]:
         """The validation metric modules (torchmetrics), kept on the LightningModule."""
@@ -35,6 +38,11 @@ class TaskKind:
     def step(self, module, batch) -> Step:
         """The step record of a training batch; forward passes run when an objective reads them."""
         raise NotImplementedError
+
+    def global_extra(self, module, step: Step, whole: Step) -> dict[str, Any]:
+        """``extra`` of the global batch's step ``whole`` (several processes, see
+        :mod:`distill.engine.global_batch`), from the local ``step``'s."""
+        return step.extra
 
     def validation_step(self, module, batch) -> None:
         raise NotImplementedError

@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from distill.engine.global_batch import gather_rows
 from distill.errors import ConfigError
 from distill.evaluation.retrieval_recall import hit_rates
 from distill.task_kinds.base import TaskKind, eval_forward, two_input_step
@@ -69,6 +70,7 @@ class Retrieval(TaskKind):
     name = "retrieval"
     headline = "rsum"
     caches_teacher = False
+    shards_validation = False  # R@K ranks the whole gallery
 
     def __init__(self, texts: torch.Tensor, text_keys: torch.Tensor, rerank: int = 16,
                  chunk: int = 256):
@@ -90,15 +92,24 @@ class Retrieval(TaskKind):
 
     def step(self, module, batch):
         (images, texts), keys, index = batch[0], batch[1], batch[2]
-        teacher = module.teacher if module.teacher_fields else None
         step = two_input_step(module, images, keys, index, images, texts)
-        step.extra = {"texts": texts,
-                      "student_scores": PairScorer(module.student.net, lambda: step.student,
-                                                   images, texts, grad=True)}
-        if teacher is not None:
-            step.extra["teacher_scores"] = PairScorer(teacher.network.net, lambda: step.teacher,
-                                                      images, texts, grad=teacher.trainable)
+        step.extra = self._scorers(module, step, images, texts)
         return step
+
+    def global_extra(self, module, step, whole):
+        return self._scorers(module, whole, whole.inputs, gather_rows(step.extra["texts"]))
+
+    @staticmethod
+    def _scorers(module, step, images, texts) -> dict:
+        """The step's captions and each network's PairScorer of its pairs."""
+        teacher = module.teacher if module.teacher_fields else None
+        extra = {"texts": texts,
+                 "student_scores": PairScorer(module.student.net, lambda: step.student, images,
+                                              texts, grad=True)}
+        if teacher is not None:
+            extra["teacher_scores"] = PairScorer(teacher.network.net, lambda: step.teacher,
+                                                 images, texts, grad=teacher.trainable)
+        return extra
 
     def validation_step(self, module, batch):
         self._images.append(batch[0])

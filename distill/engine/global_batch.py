@@ -1,0 +1,79 @@
+"""The global batch of a run in several processes, for objectives that relate a batch's samples to
+each other (distances, angles and token graphs between samples, negatives, memory banks).
+
+Under ``trainer: {strategy: ddp, devices: N}`` each process holds B samples of one global batch
+of N * B (:class:`distill.data.base.EpochSampler`: process r has rows ``r, r + N, ...`` of the
+single-process batch). :func:`global_step` gathers a step's tensors from every process and
+interleaves them back into that single-process order, so such an objective computes exactly the
+loss it would in one process with the global batch, and draws the same random negatives in every
+process. Student outputs are gathered with their gradient (the backward pass sums every process's
+gradient of its rows), so after DDP averages the N processes' gradients, each parameter's gradient
+is the one of the single-process loss. BatchNorm relates a batch's samples too: an objective with
+BatchNorm layers of its own (FitNets' regressor, ND's adapter) reads the global batch, so its
+statistics are the single-process batch's (the student network's BatchNorm stays per process,
+as in DDP without ``sync_batchnorm``, which torch serves on GPUs only).
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from distill.contracts import ModelOutput, Step
+
+
+class _GatherRows(torch.autograd.Function):
+    """All-gather in the single-process order; backward: the sum over processes of the gradient
+    of the whole, each process keeping its own rows."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, t.contiguous())
+        return torch.stack(parts, dim=1).flatten(0, 1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        world = dist.get_world_size()
+        return grad.unflatten(0, (-1, world))[:, dist.get_rank()]
+
+
+def gather_rows(t: torch.Tensor) -> torch.Tensor:
+    """Every process's ``t`` (B x ...), as N * B rows in the single-process order: row
+    ``i * N + r`` is row i of process r. Differentiable when ``t`` requires a gradient."""
+    return _GatherRows.apply(t)
+
+
+def reads_global_batch(objective: nn.Module) -> bool:
+    """Whether an objective's loss relates a batch's samples: it says so, or it has BatchNorm."""
+    return getattr(objective, "relates_samples", False) or any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in objective.modules())
+
+
+def gather_output(out: ModelOutput | None) -> ModelOutput | None:
+    """A ModelOutput with every field and tapped layer gathered."""
+    if out is None:
+        return None
+    return ModelOutput.of({name: gather_rows(value) for name, value in out.values().items()})
+
+
+def gather_views(views: list[ModelOutput] | None) -> list[ModelOutput] | None:
+    return None if views is None else [gather_output(view) for view in views]
+
+
+def global_step(step: Step, module) -> Step:
+    """The step of the global batch: inputs, labels and sample indices gathered now; each
+    output gathered when an objective first reads it (the local forward pass runs then, once,
+    for both steps); ``extra`` made by the module's task kind (``global_extra``). Every process must
+    read the same outputs in the same order, which the objectives' fixed order gives."""
+    compute = {"student": lambda: gather_output(step.student),
+               "teacher": lambda: gather_output(step.teacher),
+               "student_views": lambda: gather_views(step.student_views),
+               "teacher_views": lambda: gather_views(step.teacher_views)}
+    whole = Step(inputs=gather_rows(step.inputs), labels=gather_rows(step.labels),
+                 index=gather_rows(step.index), epoch=step.epoch, max_epochs=step.max_epochs,
+                 global_step=step.global_step, task=step.task, compute=compute)
+    whole.extra = module.kind.global_extra(module, step, whole)
+    return whole
