@@ -295,9 +295,6 @@ def validate_builds(ef: ExperimentFile, without_data: bool = False) -> None:
             check_trainer_keys(exp.trainer)
             check_loggers(exp.loggers)
             check_compiler(exp.compile)
-            if several(exp.trainer) and exp.continual:
-                raise ConfigError("trainer", "a task sequence runs in one process; remove the "
-                                             "trainer's devices/num_nodes/strategy")
             for i, (prefix, part) in enumerate(teacher_parts(exp) if not exp.data.labels
                                                else []):
                 if needs_teacher_stage(part):  # named where the file gives the recipe

@@ -76,6 +76,22 @@ def retrieval_grid(name: str, batch: int, trainer: str) -> str:
             .replace("embed_dim: 16}", f"embed_dim: 16, {vit}}}") + trainer)
 
 
+def sequence_grid(name: str, batch: int, trainer: str) -> str:
+    """The tests' task sequence (3 tasks of mnist1d: supcon + prd, lwf) without BatchNorm, prd
+    also with its softmax over the batch, 2 steps a task epoch (no padding sample)."""
+    from test_continual import SEQUENCE
+
+    trainer = trainer.replace("trainer: {", "trainer: {limit_train_batches: 2, ") or \
+        "trainer: {limit_train_batches: 2}\n"
+    return (SEQUENCE.replace("name: seq", f"name: {name}")
+            .replace("batch_size: 32,", f"num_samples: 1000, batch_size: {batch},")
+            .replace(", batch_norm: true}", "}")
+            .replace("epochs: 1,", "epochs: 2,")
+            .replace("  prd: {}\n", "  prd: {}\n  prd-samples: {objectives: [{name: supcon, "
+                                    "temperature: 0.1}, {name: prd, over: samples}]}\n")
+            + trainer)
+
+
 def run_one_and_two(tmp_path: Path, grid=classification_grid) -> dict[str, Path]:
     """The grid in one process with batch 64, and in two with 32 each (retrieval: 32, 16)."""
     runs = {}
@@ -108,6 +124,25 @@ def test_two_processes_equal_one_on_a_retrieval_set(tmp_path):
         one, two = numbers(runs["one"] / stage), numbers(runs["two"] / stage)
         assert len(one) == len(two) > 0, stage
         assert two == pytest.approx(one, rel=1e-4, abs=1e-5), stage
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_on_a_task_sequence(tmp_path):
+    """prd (its prototypes trained in both, its relation over the batch gathered), lwf and the
+    snapshot teacher; the manifest and the matrices written once, by the first process."""
+    runs = run_one_and_two(tmp_path, sequence_grid)
+    for variant in ("prd", "prd-samples", "lwf"):
+        one, two = runs["one"] / variant / "seed0", runs["two"] / variant / "seed0"
+        for task in range(3):
+            a, b = numbers(one / f"task{task}"), numbers(two / f"task{task}")
+            assert len(a) == len(b) > 0, (variant, task)
+            assert b == pytest.approx(a, rel=1e-4, abs=1e-5), (variant, task)
+        rows = [[entry["rows"] for entry in json.loads((run / "manifest.json").read_text())
+                 ["completed"]] for run in (one, two)]
+        assert len(rows[0]) == 3 and rows[1] == rows[0]
+        finals = [json.loads((run / "metrics.json").read_text()) for run in (one, two)]
+        assert finals[1]["R"] == finals[0]["R"]
+        assert finals[1]["til_avg_acc"] == finals[0]["til_avg_acc"]
 
 
 def numbers(run_dir: Path) -> list[float]:
@@ -177,9 +212,6 @@ def test_what_several_processes_do_not_serve_is_refused(tmp_path, capsys):
     cases = {
         "spawn": (digits_pair("s", "  - {name: ce}\n", tail="trainer: {strategy: ddp_spawn}\n"),
                   "trainer.strategy: 'ddp_spawn': give one of auto, ddp, single_device"),
-        "continual": (digits_pair("c", "  - {name: ce}\n", tail="continual: {tasks: 2}\n"
-                                  "trainer: {strategy: ddp, devices: 2, accelerator: cpu}\n"),
-                      "trainer: a task sequence runs in one process"),
         "generation": (arithmetic("g", 32, 1, "  - {name: dss, rationales: gold}\n",
                                   tail="trainer: {strategy: ddp, devices: 2, accelerator: cpu}\n"),
                        "trainer: several processes train classification and retrieval sets"),

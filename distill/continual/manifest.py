@@ -43,11 +43,13 @@ class Manifest:
     def done(self, task: int) -> bool:
         return task < len(self.completed)
 
-    def record(self, entry: dict) -> None:
-        """Add the next completed task and rewrite the manifest."""
+    def record(self, entry: dict, write: bool = True) -> None:
+        """Add the next completed task and rewrite the manifest (``write``: a process of a run
+        in several that does not write keeps it in memory)."""
         if entry["task"] != len(self.completed):
             raise ValueError(f"task {entry['task']} completed out of order")
         self.completed.append(entry)
-        atomic_write_text(self.path, json.dumps({
+        if write:
+            atomic_write_text(self.path, json.dumps({
             "config": self.config, "tasks": [list(group) for group in self.tasks.classes],
-            "completed": self.completed}, indent=1))
+                "completed": self.completed}, indent=1))

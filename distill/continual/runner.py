@@ -35,6 +35,8 @@ from distill.engine.acceleration import accelerate
 from distill.engine.build import build_data, build_module, build_teacher, seeded
 from distill.engine.checkpoint_io import SafeCheckpointIO
 from distill.engine.module import DistillationModule
+from distill.engine.process_rank import is_writer
+from distill.engine.rng_state import capture_rng
 from distill.engine.stage import (RunPlan, check_run_folder, fingerprint, last_checkpoint,
                                    resolved_config, stage_trainer)
 from distill.engine.teacher_in_checkpoints import put_back
@@ -108,8 +110,10 @@ def train_task(exp: Experiment, base: DataModule, tasks: TaskSequence, task: int
     accelerate(module, data, exp.channels_last, exp.compile)
     last = last_checkpoint(task_dir(run_dir, task))
     trainer = stage_trainer(exp, task_dir(run_dir, task), f"{label} t{task}", plan)
-    record_start(run_dir, (run_dir / "config.yaml").read_text(), say, label,
-                 resuming=task > 0 or last.exists())
+    if is_writer([exp.trainer]):
+        record_start(run_dir, (run_dir / "config.yaml").read_text(), say, label,
+                     resuming=task > 0 or last.exists())
+    module.rng_at_fit = capture_rng()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     return module
 
@@ -151,9 +155,10 @@ def run_sequence(exp: Experiment, variant: str, seed: int, run_dir: Path, plan: 
             read_checkpoint(last_checkpoint(task_dir(run_dir, resume_at - 1)))
         if last_checkpoint(task_dir(run_dir, resume_at)).exists():
             read_checkpoint(last_checkpoint(task_dir(run_dir, resume_at)))
+    writer = is_writer([exp.trainer])  # several processes: the first writes the files
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / "config.yaml"
-    if not config_file.exists():
+    if writer and not config_file.exists():
         config_file.write_text(resolved_config(exp, seed))
     kinds = evaluations(exp.continual.setting)
     for task in range(len(tasks)):
@@ -169,10 +174,13 @@ def run_sequence(exp: Experiment, variant: str, seed: int, run_dir: Path, plan: 
             manifest.record({"task": task, "classes": list(tasks.classes[task]), "rows": rows,
                              "test_counts": task_test_counts(base, tasks, task),
                              "epochs": module.trainer.current_epoch, "history": module.history,
-                             "train_seconds": round(time.perf_counter() - started, 2)})
+                             "train_seconds": round(time.perf_counter() - started, 2)},
+                            write=writer)
             say(f"{label} task {task}: accuracy on tasks 0..{task} " + "; ".join(
                 f"{kind} {' '.join(f'{v:.1f}' for v in row)}" for kind, row in rows.items()))
         record(task_metrics(manifest, task), task)
+    if not writer:
+        return task_metrics(manifest, len(tasks) - 1)
     return finish(exp, variant, seed, run_dir, manifest, say)
 
 

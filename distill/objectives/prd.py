@@ -66,6 +66,7 @@ class PRD(Objective):
         self.temperature, self.over = temperature, over
         self.prototype_weight, self.relation_weight = prototype_weight, relation_weight
         self.prototype_lr = prototype_lr
+        self.relates_samples = over == "samples"  # each prototype's softmax over the batch
 
     def bind(self, ctx):
         require_snapshot(ctx, "prd")
