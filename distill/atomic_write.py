@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 
 def atomic_save(obj, path: str | Path) -> None:
+    import torch  # here, not at the top: the results commands write text only
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
