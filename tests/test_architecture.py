@@ -95,3 +95,16 @@ def test_the_contracts_import_nothing_of_the_project_but_themselves():
     for module, path in modules().items():
         if unit(module) == "distill.contracts":
             assert {unit(n) for n in imports(path)} <= {"distill.contracts"}, module
+
+
+def test_the_cli_and_the_results_commands_load_no_engine():
+    """``distill --help``, usage errors and the results commands (compare, report, env) import
+    neither torch nor lightning: only the commands that build or train pay for them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, distill.cli, distill.environment, distill.results.report; "
+            "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
