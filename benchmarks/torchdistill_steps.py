@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -150,6 +151,13 @@ class GeneratedCIFAR10(torchvision.datasets.CIFAR10):
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
 
+def probe():
+    """Student logits, teacher logits and labels to put through both sides' losses."""
+    g = torch.Generator().manual_seed(0)
+    return (3 * torch.randn(64, 10, generator=g), 3 * torch.randn(64, 10, generator=g),
+            torch.randint(0, 10, (64,), generator=g))
+
+
 def torchdistill_run(work: Path, clock: StepClock) -> dict:
     """torchdistill's loop as its image-classification example runs an epoch; returns what it
     trained."""
@@ -174,6 +182,9 @@ def torchdistill_run(work: Path, clock: StepClock) -> dict:
     student = load_model(config["models"]["student_model"])
     box = get_distillation_box(teacher, student, config["datasets"], config["train"], device,
                                None, False, 1)
+    s, t, y = probe()
+    probe_loss = box.criterion({"student": {".": {"output": s}}, "teacher": {".": {"output": t}}},
+                               {}, y).item()
     box.teacher_model.eval()  # as the workbench's frozen teacher; torchdistill leaves it training
     box.pre_epoch_process(epoch=0)
     for sample_batch, targets, supp_dict in box.train_data_loader:
@@ -188,7 +199,7 @@ def torchdistill_run(work: Path, clock: StepClock) -> dict:
             "batch_size": box.train_data_loader.batch_size,
             "teacher_params": sum(p.numel() for p in teacher.parameters()),
             "student_params": sum(p.numel() for p in student.parameters()),
-            "criterion": str(box.criterion),
+            "criterion": str(box.criterion), "probe_loss": probe_loss,
             "torch": torch.__version__, "torchvision": torchvision.__version__,
             "torchdistill": importlib.metadata.version("torchdistill")}
 
@@ -248,6 +259,7 @@ def workbench_facts(work: Path) -> dict:
     """What the workbench's side trains, read from the objects it builds."""
     from distill.config import load_experiment
     from distill.engine.build import build_data
+    from distill.soft_targets import kd_loss
     from students import build_network
 
     exp = load_experiment(str(work / f"{TEACHER}-{STUDENT}.yaml")).variants["default"]
@@ -255,7 +267,12 @@ def workbench_facts(work: Path) -> dict:
     params = {name: sum(p.numel() for p in build_network(
         name, {}, num_classes=10, input_shape=(3, 32, 32)).net.parameters())
         for name in (TEACHER, STUDENT)}
+    ce, kd = exp.objectives  # the experiment's objectives: ce, then kd
+    assert (ce.name, kd.name) == ("ce", "kd"), exp.objectives
+    s, t, y = probe()
+    loss = ce.weight * F.cross_entropy(s, y) + kd.weight * kd_loss(s, t, kd.temperature)
     return {"images": len(data.train_set), "batch_size": data.batch_size,
+            "probe_loss": loss.item(),
             "teacher_params": params[TEACHER], "student_params": params[STUDENT]}
 
 
@@ -314,6 +331,10 @@ def main():
         same &= agree
         print(f"  {what:22s} workbench {ours[key]:>8,}  torchdistill {theirs[key]:>8,}"
               f"{'' if agree else '  DIFFERENT'}")
+    agree = abs(ours["probe_loss"] - theirs["probe_loss"]) <= 1e-5 * abs(ours["probe_loss"])
+    same &= agree
+    print(f"  {'loss on probe logits':22s} workbench {ours['probe_loss']:.6f}  torchdistill "
+          f"{theirs['probe_loss']:.6f}{'' if agree else '  DIFFERENT'} (CE + T^2 KL, T = 4)")
     print("  the same work: " + ("yes" if same else "NO, see DIFFERENT above") +
           "; differences kept: the augmentation (torchdistill: torchvision per image in the "
           "loader; workbench: one batch crop and flip after loading), the networks' "
