@@ -1,7 +1,8 @@
 """The workbench against a plain PyTorch loop doing exactly the same work on a CIFAR-shaped KD
 workload: the same CIFAR-10-format files (generated 32x32 images, read by the real loader), the
 same batches and augmented inputs (the data module's loader and its crop and flip), a frozen
-teacher's forward pass, the student's CE + KD (T = 4) step with SGD.
+teacher's forward pass at every step (`teacher: {cache: off}`: the plain loop has no shared
+teacher tables), the student's CE + KD (T = 4) step with SGD.
 
     .venv/bin/python benchmarks/cifar_steps.py [--pairs resnet56:resnet20,resnet32x4:resnet8x4]
                                                [--steps 24] [--warmup 4] [--repeats 3]
@@ -38,7 +39,7 @@ name: bench
 seeds: [0]
 data: {{name: cifar10, root: {root}, batch_size: 64, num_workers: 0}}
 threads: 1
-teacher: {{role: frozen, net: {{name: {teacher}}}, checkpoint: {weights}}}
+teacher: {{role: frozen, net: {{name: {teacher}}}, checkpoint: {weights}, cache: off}}
 student: {{net: {{name: {student}}}}}
 train: {{epochs: 1, optimizer: {{name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 5.0e-4}}}}
 objectives:

@@ -22,9 +22,8 @@ and the teacher is put in eval mode, as the workbench's frozen teacher is (torch
 in training mode: BatchNorm on batch statistics).
 
 The workbench side is ``cifar_steps.py``'s workbench measurement (the stage ``distill run`` trains),
-run as ``cifar_steps.py --one workbench`` on its experiment file with ``teacher: {cache: off}``:
-by default the workbench computes a frozen teacher's outputs for a whole epoch in one pass before
-the epoch's first step, which would leave the teacher out of the timed steps. Each measurement is its own process, torchdistill and
+run as ``cifar_steps.py --one workbench``, whose experiment runs the teacher at every step
+(``teacher: {cache: off}``), as torchdistill does. Each measurement is its own process, torchdistill and
 workbench in turn; a process times ``--steps`` training steps after ``--warmup`` (the same
 ``StepClock``) and reports its peak resident memory. Prints steps/s, the ratio
 workbench/torchdistill and the peak memory of each, median over ``--repeats``, and what each side
@@ -280,16 +279,6 @@ def workbench_facts(work: Path) -> dict:
             "teacher_params": params[TEACHER], "student_params": params[STUDENT]}
 
 
-def teacher_at_every_step(path: Path) -> None:
-    """``teacher: {cache: off}`` in cifar_steps' experiment: by default the workbench computes a
-    frozen teacher's outputs for the whole epoch in one pass before its first step (and later
-    processes read them from the tables kept beside the weights), so its timed steps would hold
-    no teacher forward pass; torchdistill runs the teacher at every step, and so must we here."""
-    text = path.read_text()
-    assert "teacher: {role: frozen," in text, text
-    path.write_text(text.replace("teacher: {role: frozen,", "teacher: {role: frozen, cache: off,"))
-
-
 def measure(kind: str, python: Path, work: str, args) -> dict:
     timing = ["--steps", str(args.steps), "--warmup", str(args.warmup)]
     if kind == "torchdistill":
@@ -325,7 +314,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         write_cifar10(work / "data", images=IMAGES)
-        teacher_at_every_step(experiment_file(work, TEACHER, STUDENT))
+        experiment_file(work, TEACHER, STUDENT)
         ours = workbench_facts(work)
         results = {"torchdistill": [], "workbench": []}
         for _ in range(args.repeats):

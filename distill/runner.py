@@ -306,10 +306,6 @@ def validate_builds(ef: ExperimentFile, without_data: bool = False) -> None:
             seeded(exp.seeds[0])
             data = build_data(exp, exp.seeds[0], without_data)
             tasks = check_continual(exp, data)
-            if several(exp.trainer) and data.kind.name == "generation":
-                raise ConfigError("trainer", "several processes train classification and "
-                                             "retrieval sets; a generation set's validation is "
-                                             "not combined across them yet: use one device")
             teacher = build_teacher(exp, data, None)
             build_module(exp, data, teacher, tasks=tasks)
             for prefix, part in teacher_parts(exp):

@@ -92,8 +92,24 @@ def sequence_grid(name: str, batch: int, trainer: str) -> str:
             + trainer)
 
 
+def generation_grid(name: str, batch: int, trainer: str) -> str:
+    """The tests' arithmetic set (64 problems, 15 to test: shares of 8 and 7), seq2seq networks
+    without dropout: a teacher stage on gold rationales, dss and qcrd (its discriminator, the
+    teacher's and the student's negatives, at most 2 of the teacher's drawn per step)."""
+    from experiment_text import arithmetic
+
+    tail = ("variants:\n  dss: {}\n  qcrd:\n    objectives: [{name: qcrd, samples: 4, "
+            "rounds_back: 1, teacher_negatives: 2, discriminator_samples: 64, "
+            "discriminator_dim: 8}]\n")
+    return (arithmetic(name, 64, 2, "  - {name: dss, samples: 4}\n", tail + trainer)
+            .replace("batch_size: 16", f"batch_size: {batch // 4}")
+            .replace("test_size: 16", "test_size: 15")
+            .replace("heads: 2}", "heads: 2, dropout: 0.0}"))
+
+
 def run_one_and_two(tmp_path: Path, grid=classification_grid) -> dict[str, Path]:
-    """The grid in one process with batch 64, and in two with 32 each (retrieval: 32, 16)."""
+    """The grid in one process with batch 64, and in two with 32 each (retrieval: 32, 16;
+    generation: 16, 8)."""
     runs = {}
     for name, batch, trainer in (("one", 64, ""),
                                  ("two", 32, "trainer: {strategy: ddp, devices: 2, "
@@ -143,6 +159,18 @@ def test_two_processes_equal_one_on_a_task_sequence(tmp_path):
         finals = [json.loads((run / "metrics.json").read_text()) for run in (one, two)]
         assert finals[1]["R"] == finals[0]["R"]
         assert finals[1]["til_avg_acc"] == finals[0]["til_avg_acc"]
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_on_a_generation_set(tmp_path):
+    """dss and qcrd: masked means over the global batch, the teacher's negatives drawn for the
+    global batch, the discriminator trained alike in both processes (outside DDP), the answer
+    accuracy counted over both shares of the test set."""
+    runs = run_one_and_two(tmp_path, generation_grid)
+    for stage in ("teacher", "dss/seed0", "qcrd/seed0"):
+        one, two = numbers(runs["one"] / stage), numbers(runs["two"] / stage)
+        assert len(one) == len(two) > 0, stage
+        assert two == pytest.approx(one, rel=1e-4, abs=1e-5), stage
 
 
 def numbers(run_dir: Path) -> list[float]:
@@ -205,16 +233,13 @@ def test_what_asks_for_several_processes(trainer, several):
 
 
 def test_what_several_processes_do_not_serve_is_refused(tmp_path, capsys):
-    from experiment_text import arithmetic, digits_pair
+    from experiment_text import digits_pair
 
     from distill.cli import main
 
     cases = {
         "spawn": (digits_pair("s", "  - {name: ce}\n", tail="trainer: {strategy: ddp_spawn}\n"),
                   "trainer.strategy: 'ddp_spawn': give one of auto, ddp, single_device"),
-        "generation": (arithmetic("g", 32, 1, "  - {name: dss, rationales: gold}\n",
-                                  tail="trainer: {strategy: ddp, devices: 2, accelerator: cpu}\n"),
-                       "trainer: several processes train classification and retrieval sets"),
     }
     for name, (text, message) in cases.items():
         f = tmp_path / f"{name}.yaml"
@@ -312,3 +337,60 @@ def test_which_objectives_read_the_global_batch():
     assert not reads_global_batch(nd)  # the same widths: no adapter
     nd.adapter = nn.Sequential(nn.BatchNorm1d(4), nn.Linear(4, 8))
     assert reads_global_batch(nd)
+
+
+def test_a_masked_mean_and_random_draws_are_those_of_the_global_batch(monkeypatch):
+    import threading
+
+    import torch
+
+    from distill.engine import global_batch
+
+    # draws: each process draws the whole global batch's values and keeps its rows
+    torch.manual_seed(3)
+    whole = torch.rand(6, 4)
+    for r in range(2):
+        monkeypatch.setattr(global_batch, "_world", lambda r=r: (r, 2))
+        torch.manual_seed(3)
+        assert torch.equal(global_batch.uniform_rows((3, 4)), whole[r::2])
+    # a masked mean: each process's share of the global mean, gradients as one process's
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], dtype=torch.float64)
+    keep = torch.tensor([True, False, True, True, True, False])
+    w = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    alone = (w * x)[keep].mean()
+    alone.backward()
+    world = ThreadWorld(2)
+    monkeypatch.setattr(global_batch, "dist", world)
+    monkeypatch.setattr(global_batch, "_world", lambda: (world.local.rank, 2))
+    out = {}
+
+    def rank(r):
+        world.local.rank = r
+        mine = w.detach().clone().requires_grad_(True)
+        value = global_batch.global_mean(mine * x[r::2], keep[r::2])  # 3 of 4 kept vs 1 of 2
+        value.backward()
+        out[r] = (value.detach(), mine.grad)
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert (out[0][0] + out[1][0]) / 2 == pytest.approx(alone.item())  # the logged mean
+    assert (out[0][1] + out[1][1]) / 2 == pytest.approx(w.grad.item())  # DDP's mean
+    assert out[0][0] != pytest.approx(alone.item())  # a process's own mean is not it
+
+
+def test_generation_accuracy_adds_up_every_processes_counts():
+    from types import SimpleNamespace
+
+    import torch
+
+    from distill.task_kinds.generation import Generation
+
+    kind = Generation(tokenizer=None, answer_marker="", train_answers=[])
+    kind._correct, kind._total = 1, 8  # this process: 1 of 8; the other: 3 of 7
+    other = torch.tensor([3.0, 7.0], dtype=torch.float64)
+    module = SimpleNamespace(device="cpu", _trainer=SimpleNamespace(
+        world_size=2, strategy=SimpleNamespace(reduce=lambda t, reduce_op: t + other)))
+    assert kind.validation_end(module) == {"answer_acc": round(100 * 4 / 15, 4)}

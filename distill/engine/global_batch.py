@@ -46,6 +46,39 @@ def gather_rows(t: torch.Tensor) -> torch.Tensor:
     return _GatherRows.apply(t)
 
 
+def _world() -> tuple[int, int]:
+    """(rank, number of processes) of a run in several processes, (0, 1) otherwise."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def uniform_rows(shape: tuple[int, ...], device=None) -> torch.Tensor:
+    """``torch.rand(shape)`` for this process's rows (``shape[0]``) of the global batch: every
+    process draws the whole global batch's values from its generator (in the same state in every
+    process) and keeps its own rows, so each sample gets the single-process run's draw."""
+    rank, world = _world()
+    if world == 1:
+        return torch.rand(shape, device=device)
+    whole = torch.rand((shape[0] * world, *shape[1:]), device=device)
+    return whole[rank::world]
+
+
+def global_mean(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The mean of ``values[keep]`` over the global batch, 0 when none is kept. In several
+    processes: this process's sum over the global count, times the number of processes, so that
+    both DDP's mean of the processes' gradients and the mean of the logged values are those of
+    the single-process mean. Every process must call it at the same point (a collective)."""
+    rank, world = _world()
+    if world == 1:
+        return values[keep].mean() if keep.any() else values.new_zeros(())
+    count = keep.sum().to(values.dtype).detach()
+    dist.all_reduce(count)
+    if count.item() == 0:
+        return values.new_zeros(())
+    return values[keep].sum() * world / count
+
+
 def reads_global_batch(objective: nn.Module) -> bool:
     """Whether an objective's loss relates a batch's samples: it says so, or it has BatchNorm."""
     return getattr(objective, "relates_samples", False) or any(

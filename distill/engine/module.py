@@ -64,6 +64,11 @@ class DistillationModule(L.LightningModule):
         for t in terms:
             t.objective._state_key = f"objective:{t.label}"
         self.terms = terms
+        # parts an objective trains apart (QCRD's discriminator) train alike in every process of
+        # a run in several, with their own optimiser outside the student's steps: DDP leaves them
+        apart = {id(p) for t in terms for m in t.objective.trained_apart() for p in m.parameters()}
+        self._ddp_params_and_buffers_to_ignore = [name for name, p in self.named_parameters()
+                                                  if id(p) in apart]
         self.epoch_terms = EpochMeans()
         self.epochs, self.task = epochs, task
         self.optimizer_spec, self.schedule_spec = optimizer, schedule

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field
 
+from distill.engine.global_batch import global_mean
 from distill.objectives.rationale_pool import RationaleObjective, rows_nll
 from distill.registry import objectives
 
@@ -29,6 +30,5 @@ class DistillingStepByStep(RationaleObjective):
         label = scorer.nll(step.inputs, step.labels).mean()
         first = self.pool.positives[step.index.cpu(), :1].to(step.inputs.device)
         nll = rows_nll(scorer, step.extra["explain"], first)[:, 0]
-        found = torch.isfinite(nll)
-        rationale = nll[found].mean() if found.any() else nll.new_zeros(())
+        rationale = global_mean(nll, torch.isfinite(nll))
         return {"label": self.alpha * label, "rationale": (1 - self.alpha) * rationale}

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from distill.engine.global_batch import global_mean, uniform_rows
 from distill.errors import ConfigError, UserError
 from distill.objectives.rationale_discriminator import RationaleDiscriminator
 from distill.objectives.rationale_pool import RationaleObjective, rows_nll
@@ -49,7 +50,7 @@ def contrastive_rationale_loss(pos_nll: torch.Tensor, neg_nll: torch.Tensor,
     has = torch.isfinite(pos_nll).any(dim=1)
     best = pos_nll.argmin(dim=1, keepdim=True)
     pos_terms = (pos_weight.gather(1, best) * pos_nll.gather(1, best)).squeeze(1)
-    positive = pos_terms[has].mean() if has.any() else pos_nll.new_zeros(())
+    positive = global_mean(pos_terms, has)
     present = torch.isfinite(neg_nll)
     hinge = torch.where(present, (delta - neg_nll).clamp(min=0), torch.zeros_like(neg_nll))
     negative = ((neg_weight * hinge).sum(dim=1).mean() if neg_nll.numel()
@@ -244,7 +245,7 @@ class ContrastiveRationaleDistillation(RationaleObjective):
         present = (rows != 0).any(dim=-1)
         if count is None or rows.shape[1] <= count:
             return rows
-        order = torch.rand(present.shape).masked_fill(~present, 2.0).argsort(dim=1)
+        order = uniform_rows(tuple(present.shape)).masked_fill(~present, 2.0).argsort(dim=1)
         return rows.gather(1, order[:, :count, None].expand(-1, -1, rows.shape[2]))
 
     @staticmethod
