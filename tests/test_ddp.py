@@ -291,7 +291,7 @@ def test_gathered_rows_are_the_single_process_batch_and_their_gradient_its_own(m
 
     import torch
 
-    from distill.engine import global_batch
+    from distill.contracts import global_batch
     from distill.objectives.rkd import rkd_loss
 
     torch.manual_seed(0)
@@ -327,7 +327,7 @@ def test_gathered_rows_are_the_single_process_batch_and_their_gradient_its_own(m
 def test_which_objectives_read_the_global_batch():
     from torch import nn
 
-    from distill.engine.global_batch import reads_global_batch
+    from distill.contracts.global_batch import reads_global_batch
     from distill.objectives.crd import CRD
     from distill.objectives.kd import KD
     from distill.objectives.nd import NormDirection
@@ -344,7 +344,7 @@ def test_a_masked_mean_and_random_draws_are_those_of_the_global_batch(monkeypatc
 
     import torch
 
-    from distill.engine import global_batch
+    from distill.contracts import global_batch
 
     # draws: each process draws the whole global batch's values and keeps its rows
     torch.manual_seed(3)

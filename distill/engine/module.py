@@ -13,7 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from distill.contracts import FIELDS, ModelOutput, Step
 from distill.data.base import EpochSampler
 from distill.engine.epoch_means import EpochMeans
-from distill.engine.global_batch import global_step, reads_global_batch
+from distill.contracts.global_batch import global_step, reads_global_batch
 from distill.engine.rng_state import capture_rng, restore_rng
 from distill.engine.teacher_cache import CachePlan, TeacherCache
 from distill.engine.teacher_output_store import TeacherOutputStore, hardware

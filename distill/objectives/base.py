@@ -32,7 +32,7 @@ class Objective(nn.Module, Callback):
     default_warmup: ClassVar[int] = 0  # its authors' weight warm-up, when the file gives none
     warmup_first_epoch: ClassVar[int] = 0  # how its authors number the first epoch in the ramp
     # its loss relates a batch's samples to each other (pairs, graphs, negatives, banks): in a run
-    # of several processes it reads the global batch (distill.engine.global_batch)
+    # of several processes it reads the global batch (distill.contracts.global_batch)
     relates_samples: ClassVar[bool] = False
 
     def __init__(self):

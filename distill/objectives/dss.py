@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field
 
-from distill.engine.global_batch import global_mean
+from distill.contracts.global_batch import global_mean
 from distill.objectives.rationale_pool import RationaleObjective, rows_nll
 from distill.registry import objectives
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from distill.engine.global_batch import global_mean, uniform_rows
+from distill.contracts.global_batch import global_mean, uniform_rows
 from distill.errors import ConfigError, UserError
 from distill.objectives.rationale_discriminator import RationaleDiscriminator
 from distill.objectives.rationale_pool import RationaleObjective, rows_nll

@@ -41,7 +41,7 @@ class TaskKind:
 
     def global_extra(self, module, step: Step, whole: Step) -> dict[str, Any]:
         """``extra`` of the global batch's step ``whole`` (several processes, see
-        :mod:`distill.engine.global_batch`), from the local ``step``'s."""
+        :mod:`distill.contracts.global_batch`), from the local ``step``'s."""
         return step.extra
 
     def validation_step(self, module, batch) -> None:

@@ -157,12 +157,11 @@ class Generation(TaskKind):
         self._total += len(labels)
 
     def validation_end(self, module):
-        counts = torch.tensor([self._correct, self._total], dtype=torch.float64,
-                              device=module.device)
-        trainer = module._trainer  # None when validated by hand
+        correct, total = self._correct, self._total
+        trainer = getattr(module, "_trainer", None)  # None when validated by hand
         if trainer is not None and trainer.world_size > 1:  # each generated for its share
-            counts = trainer.strategy.reduce(counts, reduce_op="sum")
-        correct, total = counts.tolist()
+            counts = torch.tensor([correct, total], dtype=torch.float64, device=module.device)
+            correct, total = trainer.strategy.reduce(counts, reduce_op="sum").tolist()
         acc = round(100.0 * correct / max(total, 1), 4)
         self._correct, self._total = 0, 0
         return {"answer_acc": acc}

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from distill.engine.global_batch import gather_rows
+from distill.contracts.global_batch import gather_rows
 from distill.errors import ConfigError
 from distill.evaluation.retrieval_recall import hit_rates
 from distill.task_kinds.base import TaskKind, eval_forward, two_input_step
