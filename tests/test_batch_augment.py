@@ -31,8 +31,12 @@ def lowbias32(x: int) -> int:
 def test_the_hash_is_lowbias32_on_tensors_and_ints():
     values = [0, 1, 2, 12345, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 987654321]
     expected = [lowbias32(v) for v in values]
-    assert hash32(torch.tensor(values)).tolist() == expected
+    given = torch.tensor(values)
+    assert hash32(given).tolist() == expected
+    assert given.tolist() == values  # its input left as it was
     assert [hash32_int(v) for v in values] == expected
+    many = torch.randint(0, 2 ** 32, (20000,), generator=torch.Generator().manual_seed(0))
+    assert hash32(many).tolist() == [lowbias32(v) for v in many.tolist()]  # products wrap right
 
 
 def test_a_samples_draws_depend_on_its_seed_epoch_index_and_stream_only():

@@ -6,6 +6,7 @@ The colour operations follow torchvision's definitions (``adjust_brightness``, `
 ``_saturation``, ``_hue``, ``rgb_to_grayscale``) on [0, 1] intensities."""
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -22,6 +23,15 @@ def where(chosen: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tenso
     return torch.where(chosen.view(-1, *([1] * (a.dim() - 1))), a, b)
 
 
+@functools.lru_cache(maxsize=32)
+def _window(h: int, w: int, wide: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flat positions (1 x 1 x h*w) of an h x w window at the top left of rows ``wide``
+    long, and of the same window mirrored left to right."""
+    rows = torch.arange(h, device=device)[:, None] * wide
+    cols = torch.arange(w, device=device)
+    return (rows + cols).view(1, 1, h * w), (rows + (w - 1 - cols)).view(1, 1, h * w)
+
+
 def pad_crop(x: torch.Tensor, padding: int, u: torch.Tensor, fill: torch.Tensor | None = None,
              mirror: torch.Tensor | None = None) -> torch.Tensor:
     """A crop of ``x``'s own size from ``x`` padded by ``padding`` on each side with ``fill`` (one
@@ -35,13 +45,11 @@ def pad_crop(x: torch.Tensor, padding: int, u: torch.Tensor, fill: torch.Tensor 
     padded = x.new_zeros(b, c, h + 2 * padding, wide) if fill is None else \
         fill.to(x).view(1, c, 1, 1).expand(b, c, h + 2 * padding, wide).clone()
     padded[..., padding:padding + h, padding:padding + w] = x
-    offsets = (u * (2 * padding + 1)).long().clamp(max=2 * padding)
-    cols = torch.arange(w, device=x.device).expand(b, w)
-    if mirror is not None:
-        cols = torch.where(mirror[:, None], w - 1 - cols, cols)
-    rows = offsets[:, 0, None] + torch.arange(h, device=x.device)  # B x H
-    cols = offsets[:, 1, None] + cols  # B x W
-    flat = (rows[:, :, None] * wide + cols[:, None, :]).view(b, 1, h * w)
+    offsets = (u * (2 * padding + 1)).long().clamp_(max=2 * padding)
+    start = (offsets[:, 0] * wide + offsets[:, 1]).view(b, 1, 1)  # the window's top left
+    window, mirrored = _window(h, w, wide, x.device)
+    flat = (window if mirror is None else torch.where(mirror.view(b, 1, 1), mirrored, window)) \
+        + start
     return padded.view(b, c, -1).gather(2, flat.expand(b, c, h * w)).view(b, c, h, w)
 
 

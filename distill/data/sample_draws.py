@@ -14,18 +14,13 @@ MASK = 0xFFFFFFFF
 GOLDEN = 0x9E3779B9  # spreads consecutive counters over the 32-bit range
 
 
-def _times(x: torch.Tensor, c: int) -> torch.Tensor:
-    """``x * c mod 2^32`` for x in [0, 2^32), exact in int64 (no product reaches 2^63)."""
-    low, high = x & 0xFFFF, x >> 16
-    return (low * c + (((high * c) & 0xFFFF) << 16)) & MASK
-
-
 def hash32(x: torch.Tensor) -> torch.Tensor:
-    """Wellons' lowbias32 of 32-bit values held in int64."""
+    """Wellons' lowbias32 of 32-bit values held in int64. Each product wraps around in int64
+    arithmetic; its low 32 bits, all that is kept, are the exact product's."""
     x = x ^ (x >> 16)
-    x = _times(x, 0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = _times(x, 0x846CA68B)
+    x.mul_(0x7FEB352D).bitwise_and_(MASK)
+    x ^= x >> 15
+    x.mul_(0x846CA68B).bitwise_and_(MASK)
     return x ^ (x >> 16)
 
 
