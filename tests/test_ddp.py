@@ -283,7 +283,7 @@ class ThreadWorld:
             part.copy_(value)
 
     def all_reduce(self, t):
-        t.copy_(sum(self._exchange(t)))
+        t.copy_(sum(self._exchange(t)))  # in place, as torch.distributed's
 
 
 def test_gathered_rows_are_the_single_process_batch_and_their_gradient_its_own(monkeypatch):
@@ -331,7 +331,13 @@ def test_which_objectives_read_the_global_batch():
     from distill.objectives.crd import CRD
     from distill.objectives.kd import KD
     from distill.objectives.nd import NormDirection
+    from distill.objectives.prd import PRD
+    from distill.registry import objectives
 
+    marked = {name for name in objectives.names()
+              if getattr(objectives.get(name).target, "relates_samples", False)}
+    assert marked == {"rkd", "crd", "trg", "supcon", "itc", "itm", "dcd", "score_kd"}
+    assert reads_global_batch(PRD(over="samples")) and not reads_global_batch(PRD())
     assert reads_global_batch(CRD()) and not reads_global_batch(KD())
     nd = NormDirection()
     assert not reads_global_batch(nd)  # the same widths: no adapter
@@ -350,9 +356,10 @@ def test_a_masked_mean_and_random_draws_are_those_of_the_global_batch(monkeypatc
     torch.manual_seed(3)
     whole = torch.rand(6, 4)
     for r in range(2):
-        monkeypatch.setattr(global_batch, "_world", lambda r=r: (r, 2))
         torch.manual_seed(3)
-        assert torch.equal(global_batch.uniform_rows((3, 4)), whole[r::2])
+        assert torch.equal(global_batch.uniform_rows((3, 4), r, 2), whole[r::2])
+    torch.manual_seed(3)
+    assert torch.equal(global_batch.uniform_rows((6, 4)), whole)  # one process: torch.rand
     # a masked mean: each process's share of the global mean, gradients as one process's
     x = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], dtype=torch.float64)
     keep = torch.tensor([True, False, True, True, True, False])
@@ -361,13 +368,12 @@ def test_a_masked_mean_and_random_draws_are_those_of_the_global_batch(monkeypatc
     alone.backward()
     world = ThreadWorld(2)
     monkeypatch.setattr(global_batch, "dist", world)
-    monkeypatch.setattr(global_batch, "_world", lambda: (world.local.rank, 2))
     out = {}
 
     def rank(r):
         world.local.rank = r
         mine = w.detach().clone().requires_grad_(True)
-        value = global_batch.global_mean(mine * x[r::2], keep[r::2])  # 3 of 4 kept vs 1 of 2
+        value = global_batch.global_mean(mine * x[r::2], keep[r::2], 2)  # 3 of 4 kept vs 1 of 2
         value.backward()
         out[r] = (value.detach(), mine.grad)
 
@@ -394,3 +400,29 @@ def test_generation_accuracy_adds_up_every_processes_counts():
     module = SimpleNamespace(device="cpu", _trainer=SimpleNamespace(
         world_size=2, strategy=SimpleNamespace(reduce=lambda t, reduce_op: t + other)))
     assert kind.validation_end(module) == {"answer_acc": round(100 * 4 / 15, 4)}
+
+
+@pytest.mark.parametrize("trainer,strategy", [
+    ({"devices": 2}, "ddp_find_unused_parameters_true"),
+    ({"num_nodes": 2}, "ddp_find_unused_parameters_true"),
+    ({"strategy": "ddp", "devices": 2}, "ddp_find_unused_parameters_true"),
+    ({"strategy": "auto", "devices": 2}, "ddp_find_unused_parameters_true"),
+    ({}, None), ({"devices": 1}, None)])
+def test_several_processes_expect_parameters_a_step_leaves_unused(trainer, strategy):
+    from distill.engine.stage import _trainer_args
+
+    assert _trainer_args(trainer).get("strategy") == strategy
+
+
+def test_batchnorm_synchronised_across_cpu_processes_is_refused(tmp_path, capsys):
+    from experiment_text import digits_pair
+
+    from distill.cli import main
+
+    f = tmp_path / "sync.yaml"
+    f.write_text(digits_pair("s", "  - {name: ce}\n", tail="trainer: {strategy: ddp, devices: 2, "
+                             "accelerator: cpu, sync_batchnorm: true}\n"))
+    assert main(["validate", str(f)]) == 2
+    said = capsys.readouterr()
+    assert "trainer.sync_batchnorm: torch synchronises BatchNorm across processes on GPUs only" \
+        in said.err + said.out

@@ -51,5 +51,5 @@ class Manifest:
         self.completed.append(entry)
         if write:
             atomic_write_text(self.path, json.dumps({
-            "config": self.config, "tasks": [list(group) for group in self.tasks.classes],
+                "config": self.config, "tasks": [list(group) for group in self.tasks.classes],
                 "completed": self.completed}, indent=1))

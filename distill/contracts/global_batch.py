@@ -34,7 +34,7 @@ class _GatherRows(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous()
+        grad = grad.clone(memory_format=torch.contiguous_format)  # autograd may share it
         dist.all_reduce(grad)
         world = dist.get_world_size()
         return grad.unflatten(0, (-1, world))[:, dist.get_rank()]
@@ -46,37 +46,31 @@ def gather_rows(t: torch.Tensor) -> torch.Tensor:
     return _GatherRows.apply(t)
 
 
-def _world() -> tuple[int, int]:
-    """(rank, number of processes) of a run in several processes, (0, 1) otherwise."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def uniform_rows(shape: tuple[int, ...], device=None) -> torch.Tensor:
-    """``torch.rand(shape)`` for this process's rows (``shape[0]``) of the global batch: every
-    process draws the whole global batch's values from its generator (in the same state in every
-    process) and keeps its own rows, so each sample gets the single-process run's draw."""
-    rank, world = _world()
-    if world == 1:
+def uniform_rows(shape: tuple[int, ...], rank: int = 0, processes: int = 1,
+                 device=None) -> torch.Tensor:
+    """``torch.rand(shape)`` for the rows (``shape[0]``) of process ``rank``'s share of a global
+    batch (a step's ``rank`` and ``processes``): every process draws the whole global batch's
+    values from its generator (in the same state in every process) and keeps its own rows, so
+    each sample gets the single-process run's draw."""
+    if processes == 1:
         return torch.rand(shape, device=device)
-    whole = torch.rand((shape[0] * world, *shape[1:]), device=device)
-    return whole[rank::world]
+    whole = torch.rand((shape[0] * processes, *shape[1:]), device=device)
+    return whole[rank::processes]
 
 
-def global_mean(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """The mean of ``values[keep]`` over the global batch, 0 when none is kept. In several
-    processes: this process's sum over the global count, times the number of processes, so that
-    both DDP's mean of the processes' gradients and the mean of the logged values are those of
-    the single-process mean. Every process must call it at the same point (a collective)."""
-    rank, world = _world()
-    if world == 1:
+def global_mean(values: torch.Tensor, keep: torch.Tensor, processes: int = 1) -> torch.Tensor:
+    """The mean of ``values[keep]`` over the global batch, 0 when none is kept. In a process's
+    share of it (a step's ``processes`` > 1): the share's sum over the global count, times the
+    number of processes, so that both DDP's mean of the processes' gradients and the mean of the
+    logged values are those of the single-process mean. Every process must call it at the same
+    point (a collective)."""
+    if processes == 1:
         return values[keep].mean() if keep.any() else values.new_zeros(())
-    count = keep.sum().to(values.dtype).detach()
+    count = keep.sum().to(torch.float64)
     dist.all_reduce(count)
     if count.item() == 0:
         return values.new_zeros(())
-    return values[keep].sum() * world / count
+    return values[keep].sum() * processes / count.to(values.dtype)
 
 
 def reads_global_batch(objective: nn.Module) -> bool:
@@ -107,6 +101,6 @@ def global_step(step: Step, module) -> Step:
                "teacher_views": lambda: gather_views(step.teacher_views)}
     whole = Step(inputs=gather_rows(step.inputs), labels=gather_rows(step.labels),
                  index=gather_rows(step.index), epoch=step.epoch, max_epochs=step.max_epochs,
-                 global_step=step.global_step, task=step.task, compute=compute)
+                 global_step=step.global_step, task=step.task, compute=compute)  # 1 process's
     whole.extra = module.kind.global_extra(module, step, whole)
     return whole

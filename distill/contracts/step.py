@@ -16,7 +16,9 @@ class Step:
     """One training batch with both models' outputs and where training is.
 
     ``epoch`` counts from 0; ``max_epochs`` is the stage's length; ``task`` is the continual
-    learning task index (0 outside continual runs). ``student_views`` / ``teacher_views`` hold one
+    learning task index (0 outside continual runs). ``processes`` / ``rank``: in a run of several
+    processes, the step of process ``rank``'s share of the global batch (1 / 0 otherwise, and for
+    the gathered global batch itself, see :mod:`distill.contracts.global_batch`). ``student_views`` / ``teacher_views`` hold one
     ModelOutput per augmented view when an objective uses views (``data.views``); ``extra``
     carries anything else a data module adds.
 
@@ -32,6 +34,8 @@ class Step:
     max_epochs: int
     global_step: int
     task: int = 0
+    processes: int = 1
+    rank: int = 0
     student: ModelOutput | None = None
     teacher: ModelOutput | None = None
     student_views: list[ModelOutput] | None = None

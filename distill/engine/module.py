@@ -11,9 +11,9 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from distill.contracts import FIELDS, ModelOutput, Step
+from distill.contracts.global_batch import global_step, reads_global_batch
 from distill.data.base import EpochSampler
 from distill.engine.epoch_means import EpochMeans
-from distill.contracts.global_batch import global_step, reads_global_batch
 from distill.engine.rng_state import capture_rng, restore_rng
 from distill.engine.teacher_cache import CachePlan, TeacherCache
 from distill.engine.teacher_output_store import TeacherOutputStore, hardware
@@ -64,11 +64,15 @@ class DistillationModule(L.LightningModule):
         for t in terms:
             t.objective._state_key = f"objective:{t.label}"
         self.terms = terms
-        # parts an objective trains apart (QCRD's discriminator) train alike in every process of
-        # a run in several, with their own optimiser outside the student's steps: DDP leaves them
+        # in a run of several processes, DDP leaves alone the parts an objective trains apart
+        # (QCRD's discriminator: trained alike in every process, with its own optimiser) and the
+        # objectives' buffers (memory banks, centres, class-means, BatchNorm statistics of their
+        # layers: updated alike in every process, from the global batch or all-reduced), which
+        # it would otherwise send from the first process at every step
         apart = {id(p) for t in terms for m in t.objective.trained_apart() for p in m.parameters()}
-        self._ddp_params_and_buffers_to_ignore = [name for name, p in self.named_parameters()
-                                                  if id(p) in apart]
+        self._ddp_params_and_buffers_to_ignore = [
+            *(name for name, p in self.named_parameters() if id(p) in apart),
+            *(f"objectives.{name}" for name, _ in self.objectives.named_buffers())]
         self.epoch_terms = EpochMeans()
         self.epochs, self.task = epochs, task
         self.optimizer_spec, self.schedule_spec = optimizer, schedule
@@ -226,6 +230,8 @@ class DistillationModule(L.LightningModule):
         step = self.make_step(batch)
         trainer = self._trainer  # None when a step is taken by hand
         several = trainer is not None and trainer.world_size > 1
+        if several:
+            step.processes, step.rank = trainer.world_size, trainer.global_rank
         reads_global = [several and reads_global_batch(t.objective) for t in self.terms]
         whole = global_step(step, self) if any(reads_global) else None
         total = 0.0

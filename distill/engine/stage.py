@@ -29,7 +29,7 @@ from distill.engine.acceleration import accelerate
 from distill.engine.allocator import keep_freed_memory
 from distill.engine.checkpoint_io import SafeCheckpointIO
 from distill.engine.epoch_log import EpochLog
-from distill.engine.process_rank import STRATEGIES, is_writer
+from distill.engine.process_rank import STRATEGIES, is_writer, several
 from distill.engine.progress import progress_callbacks
 from distill.engine.rng_state import capture_rng
 from distill.engine.validation_schedule import ValidationSchedule
@@ -79,8 +79,10 @@ def _trainer_args(trainer: dict) -> dict:
     args = dict(accelerator="auto", devices=1, precision="32-true", deterministic=True,
                 log_every_n_steps=10)
     args.update(trainer)
-    if args.get("strategy") == "ddp":  # a step may leave parameters unused (a cross encoder's
-        args["strategy"] = "ddp_find_unused_parameters_true"  # towers under itm, a head)
+    if several(trainer) and args.get("strategy", "auto") in ("auto", "ddp"):
+        # DDP, told that a step may leave parameters unused (a cross encoder's towers under itm,
+        # later tasks' prototypes, a score head)
+        args["strategy"] = "ddp_find_unused_parameters_true"
     return args
 
 
@@ -138,6 +140,10 @@ def _check_cpu_values(trainer: dict) -> None:
     if isinstance(devices, int) and not isinstance(devices, bool) and devices > cores:
         raise ConfigError("trainer.devices", f"{devices} processes on a CPU with {cores} cores; "
                                              f"give at most {cores}")
+    if trainer.get("sync_batchnorm") is True and several(trainer):
+        raise ConfigError("trainer.sync_batchnorm", "torch synchronises BatchNorm across "
+                                                    "processes on GPUs only; remove the key (each "
+                                                    "process then uses its own batch statistics)")
     if str(trainer.get("precision", "")).startswith("16"):
         raise ConfigError("trainer.precision", f"{trainer['precision']} needs a GPU; on a CPU "
                                                f"use bf16-mixed or 32-true")

@@ -30,5 +30,5 @@ class DistillingStepByStep(RationaleObjective):
         label = scorer.nll(step.inputs, step.labels).mean()
         first = self.pool.positives[step.index.cpu(), :1].to(step.inputs.device)
         nll = rows_nll(scorer, step.extra["explain"], first)[:, 0]
-        rationale = global_mean(nll, torch.isfinite(nll))
+        rationale = global_mean(nll, torch.isfinite(nll), step.processes)
         return {"label": self.alpha * label, "rationale": (1 - self.alpha) * rationale}

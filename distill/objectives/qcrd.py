@@ -42,15 +42,17 @@ from distill.registry import objectives
 
 def contrastive_rationale_loss(pos_nll: torch.Tensor, neg_nll: torch.Tensor,
                                pos_weight: torch.Tensor, neg_weight: torch.Tensor,
-                               delta: float) -> tuple[torch.Tensor, torch.Tensor]:
+                               delta: float, processes: int = 1
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
     """(L_pos, L_neg) from B x P positive and B x Q negative sequence NLLs (``inf`` marks an
     absent rationale) and their weights: ``L_pos`` the mean over problems with a positive of
     ``w * nll`` at each problem's lowest-NLL positive; ``L_neg`` the mean over problems of
-    ``sum_q w_q * max(0, delta - nll_q)``."""
+    ``sum_q w_q * max(0, delta - nll_q)``; ``processes``: the batch is one process's share of
+    a global batch the means are over (:func:`global_mean`)."""
     has = torch.isfinite(pos_nll).any(dim=1)
     best = pos_nll.argmin(dim=1, keepdim=True)
     pos_terms = (pos_weight.gather(1, best) * pos_nll.gather(1, best)).squeeze(1)
-    positive = global_mean(pos_terms, has)
+    positive = global_mean(pos_terms, has, processes)
     present = torch.isfinite(neg_nll)
     hinge = torch.where(present, (delta - neg_nll).clamp(min=0), torch.zeros_like(neg_nll))
     negative = ((neg_weight * hinge).sum(dim=1).mean() if neg_nll.numel()
@@ -239,13 +241,16 @@ class ContrastiveRationaleDistillation(RationaleObjective):
         return out.masked_scatter(present, 1 - quality if negative else quality)
 
     @staticmethod
-    def at_most(rows: torch.Tensor, count: int | None) -> torch.Tensor:
+    def at_most(rows: torch.Tensor, count: int | None, rank: int = 0,
+                processes: int = 1) -> torch.Tensor:
         """B x Q x L candidates with at most ``count`` present per problem, a random choice each
-        step (all when ``count`` is None)."""
+        step (all when ``count`` is None), drawn for process ``rank``'s rows of the global
+        batch."""
         present = (rows != 0).any(dim=-1)
         if count is None or rows.shape[1] <= count:
             return rows
-        order = uniform_rows(tuple(present.shape)).masked_fill(~present, 2.0).argsort(dim=1)
+        draws = uniform_rows(tuple(present.shape), rank, processes)
+        order = draws.masked_fill(~present, 2.0).argsort(dim=1)
         return rows.gather(1, order[:, :count, None].expand(-1, -1, rows.shape[2]))
 
     @staticmethod
@@ -277,7 +282,8 @@ class ContrastiveRationaleDistillation(RationaleObjective):
         pos_nll = rows_nll(scorer, explain, positives)
         pos_weight = self.weights(explain, positives)
         if self.use_negatives:
-            negatives = self.at_most(self.pool.negatives[index], self.teacher_negatives)
+            negatives = self.at_most(self.pool.negatives[index], self.teacher_negatives,
+                                     step.rank, step.processes)
             if self.student_negatives is not None:
                 own = self.student_negatives[index][:, None]
                 width = max(negatives.shape[2], own.shape[2])
@@ -290,7 +296,7 @@ class ContrastiveRationaleDistillation(RationaleObjective):
             neg_nll = pos_nll.new_zeros(len(index), 0)
             neg_weight = neg_nll
         positive, negative = contrastive_rationale_loss(pos_nll, neg_nll, pos_weight, neg_weight,
-                                                        self.delta)
+                                                        self.delta, step.processes)
         terms["positive"] = self.a1 * positive
         if self.use_negatives:
             terms["negative"] = self.a2 * negative
