@@ -7,6 +7,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -128,18 +129,28 @@ def run_one_and_two(tmp_path: Path, grid=classification_grid) -> dict[str, Path]
     return runs
 
 
+def stages_of(runs: dict[str, Path]) -> list[str]:
+    """The teacher stage and every variant's run of the one-process grid."""
+    return ["teacher"] + [p.relative_to(runs["one"]).as_posix()
+                          for p in sorted(runs["one"].glob("*/seed0"))]
+
+
+def assert_same_numbers(runs: dict[str, Path], stages: list[str]) -> None:
+    """Every logged number of each stage, one process against two, to 1e-4."""
+    for stage in stages:
+        one, two = numbers(runs["one"] / stage), numbers(runs["two"] / stage)
+        assert len(one) == len(two) > 0, stage
+        assert two == pytest.approx(one, rel=1e-4, abs=1e-5), stage
+
+
 @pytest.mark.slow
 def test_two_processes_equal_one_on_a_retrieval_set(tmp_path):
     """The teacher stage (a cross encoder: itc, itm) and itc, score_kd and dcd read the global
     batch; every process validates over the whole gallery."""
     runs = run_one_and_two(tmp_path, retrieval_grid)
-    stages = ["teacher"] + [p.relative_to(runs["one"]).as_posix()
-                            for p in sorted(runs["one"].glob("*/seed0"))]
+    stages = stages_of(runs)
     assert len(stages) == 4
-    for stage in stages:
-        one, two = numbers(runs["one"] / stage), numbers(runs["two"] / stage)
-        assert len(one) == len(two) > 0, stage
-        assert two == pytest.approx(one, rel=1e-4, abs=1e-5), stage
+    assert_same_numbers(runs, stages)
 
 
 @pytest.mark.slow
@@ -149,10 +160,7 @@ def test_two_processes_equal_one_on_a_task_sequence(tmp_path):
     runs = run_one_and_two(tmp_path, sequence_grid)
     for variant in ("prd", "prd-samples", "lwf"):
         one, two = runs["one"] / variant / "seed0", runs["two"] / variant / "seed0"
-        for task in range(3):
-            a, b = numbers(one / f"task{task}"), numbers(two / f"task{task}")
-            assert len(a) == len(b) > 0, (variant, task)
-            assert b == pytest.approx(a, rel=1e-4, abs=1e-5), (variant, task)
+        assert_same_numbers(runs, [f"{variant}/seed0/task{task}" for task in range(3)])
         rows = [[entry["rows"] for entry in json.loads((run / "manifest.json").read_text())
                  ["completed"]] for run in (one, two)]
         assert len(rows[0]) == 3 and rows[1] == rows[0]
@@ -167,10 +175,7 @@ def test_two_processes_equal_one_on_a_generation_set(tmp_path):
     global batch, the discriminator trained alike in both processes (outside DDP), the answer
     accuracy counted over both shares of the test set."""
     runs = run_one_and_two(tmp_path, generation_grid)
-    for stage in ("teacher", "dss/seed0", "qcrd/seed0"):
-        one, two = numbers(runs["one"] / stage), numbers(runs["two"] / stage)
-        assert len(one) == len(two) > 0, stage
-        assert two == pytest.approx(one, rel=1e-4, abs=1e-5), stage
+    assert_same_numbers(runs, ["teacher", "dss/seed0", "qcrd/seed0"])
 
 
 def numbers(run_dir: Path) -> list[float]:
@@ -181,13 +186,9 @@ def numbers(run_dir: Path) -> list[float]:
 @pytest.mark.slow
 def test_two_processes_equal_one_with_their_global_batch_for_every_objective(tmp_path):
     runs = run_one_and_two(tmp_path)
-    stages = ["teacher"] + [p.relative_to(runs["one"]).as_posix()
-                            for p in sorted(runs["one"].glob("*/seed0"))]
+    stages = stages_of(runs)
     assert len(stages) == 13
-    for stage in stages:
-        one, two = numbers(runs["one"] / stage), numbers(runs["two"] / stage)
-        assert len(one) == len(two) > 0, stage
-        assert two == pytest.approx(one, rel=1e-4, abs=1e-5), stage
+    assert_same_numbers(runs, stages)
     # the first process alone wrote the results: one row per metric and run
     with sqlite3.connect(tmp_path / "out" / "results.sqlite") as db:
         counts = db.execute("SELECT experiment, variant, metric, COUNT(*) FROM results "
@@ -260,8 +261,6 @@ class ThreadWorld:
     """torch.distributed's all_gather and all_reduce between threads, one rank each."""
 
     def __init__(self, world: int):
-        import threading
-
         self.world, self.slots = world, [None] * world
         self.barrier, self.local = threading.Barrier(world), threading.local()
 
@@ -285,10 +284,23 @@ class ThreadWorld:
     def all_reduce(self, t):
         t.copy_(sum(self._exchange(t)))  # in place, as torch.distributed's
 
+    def each(self, work) -> dict:
+        """``work(rank)`` in one thread per rank; their results by rank."""
+        out = {}
+
+        def rank(r):
+            self.local.rank = r
+            out[r] = work(r)
+
+        threads = [threading.Thread(target=rank, args=(r,)) for r in range(self.world)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        return out
+
 
 def test_gathered_rows_are_the_single_process_batch_and_their_gradient_its_own(monkeypatch):
-    import threading
-
     import torch
 
     from distill.contracts import global_batch
@@ -301,21 +313,15 @@ def test_gathered_rows_are_the_single_process_batch_and_their_gradient_its_own(m
     loss.backward()
     world = ThreadWorld(2)
     monkeypatch.setattr(global_batch, "dist", world)
-    out = {}
 
     def rank(r):
-        world.local.rank = r
         mine = rows[r::2].clone().requires_grad_(True)  # this process's rows (EpochSampler)
         whole = global_batch.gather_rows(mine)
         each = rkd_loss(whole, global_batch.gather_rows(mine.detach().pow(2)))
         each.backward()
-        out[r] = (whole.detach(), mine.grad / 2, each.detach())  # DDP averages the processes
+        return whole.detach(), mine.grad / 2, each.detach()  # DDP averages the processes
 
-    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    out = world.each(rank)
     for r in range(2):
         whole, grad, each = out[r]
         assert torch.equal(whole, rows)  # the single-process order
@@ -346,8 +352,6 @@ def test_which_objectives_read_the_global_batch():
 
 
 def test_a_masked_mean_and_random_draws_are_those_of_the_global_batch(monkeypatch):
-    import threading
-
     import torch
 
     from distill.contracts import global_batch
@@ -368,20 +372,14 @@ def test_a_masked_mean_and_random_draws_are_those_of_the_global_batch(monkeypatc
     alone.backward()
     world = ThreadWorld(2)
     monkeypatch.setattr(global_batch, "dist", world)
-    out = {}
 
     def rank(r):
-        world.local.rank = r
         mine = w.detach().clone().requires_grad_(True)
         value = global_batch.global_mean(mine * x[r::2], keep[r::2], 2)  # 3 of 4 kept vs 1 of 2
         value.backward()
-        out[r] = (value.detach(), mine.grad)
+        return value.detach(), mine.grad
 
-    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    out = world.each(rank)
     assert (out[0][0] + out[1][0]) / 2 == pytest.approx(alone.item())  # the logged mean
     assert (out[0][1] + out[1][1]) / 2 == pytest.approx(w.grad.item())  # DDP's mean
     assert out[0][0] != pytest.approx(alone.item())  # a process's own mean is not it
