@@ -44,8 +44,8 @@ KILL_BETWEEN_TASKS = """
 import os, signal, sys
 from distill.continual.manifest import Manifest
 record = Manifest.record
-def record_then_die(self, entry):
-    record(self, entry)
+def record_then_die(self, entry, write=True):
+    record(self, entry, write)
     if entry["task"] == 0:
         os.kill(os.getpid(), signal.SIGKILL)
 Manifest.record = record_then_die
