@@ -101,6 +101,7 @@ def global_step(step: Step, module) -> Step:
                "teacher_views": lambda: gather_views(step.teacher_views)}
     whole = Step(inputs=gather_rows(step.inputs), labels=gather_rows(step.labels),
                  index=gather_rows(step.index), epoch=step.epoch, max_epochs=step.max_epochs,
-                 global_step=step.global_step, task=step.task, compute=compute)  # 1 process's
+                 global_step=step.global_step, task=step.task, compute=compute)
+    # (processes stays 1: this batch is already the whole one, as in a single process)
     whole.extra = module.kind.global_extra(module, step, whole)
     return whole

@@ -18,9 +18,9 @@ class Step:
     ``epoch`` counts from 0; ``max_epochs`` is the stage's length; ``task`` is the continual
     learning task index (0 outside continual runs). ``processes`` / ``rank``: in a run of several
     processes, the step of process ``rank``'s share of the global batch (1 / 0 otherwise, and for
-    the gathered global batch itself, see :mod:`distill.contracts.global_batch`). ``student_views`` / ``teacher_views`` hold one
-    ModelOutput per augmented view when an objective uses views (``data.views``); ``extra``
-    carries anything else a data module adds.
+    the gathered global batch itself, see :mod:`distill.contracts.global_batch`).
+    ``student_views`` / ``teacher_views`` hold one ModelOutput per augmented view when an
+    objective uses views (``data.views``); ``extra`` carries anything else a data module adds.
 
     The outputs can be given as ``compute={"student": fn, ...}`` instead of values: each is then
     computed on first read, so a forward pass runs only when an objective reads its result (no

@@ -91,6 +91,7 @@ class DistillationModule(L.LightningModule):
         self.teacher_history: list[float] = []
         self.resumed_rng: dict | None = None  # the generators' state in the checkpoint resumed from
         self.rng_at_fit: dict | None = None  # the generators' state when fit was called
+        self.reads_global: list[bool] = []  # per term, set by setup (several processes)
         # a teacher rebuilt from files stays out of checkpoints (teacher_in_checkpoints): the
         # digest of its weights as built, before a precision plugin converts them
         self.teacher_digest = digest(teacher.state_dict()) if from_files(teacher) else None
@@ -202,9 +203,12 @@ class DistillationModule(L.LightningModule):
         # several processes: Lightning seeded each again when it connected them; the generators
         # go back to where they stood when fit was called, as in one process, so the draws of
         # training (dropout, negatives) are the single-process run's
-        if self.rng_at_fit is not None and self.trainer.world_size > 1:
+        several = self.trainer.world_size > 1
+        if self.rng_at_fit is not None and several:
             restore_rng(self.rng_at_fit)
         self.rng_at_fit = None
+        # per term, once a fit (the objectives are bound): whether it reads the global batch
+        self.reads_global = [several and reads_global_batch(t.objective) for t in self.terms]
 
     def on_train_start(self):
         # restored here, after everything a resumed fit does before its first batch, so the
@@ -232,7 +236,7 @@ class DistillationModule(L.LightningModule):
         several = trainer is not None and trainer.world_size > 1
         if several:
             step.processes, step.rank = trainer.world_size, trainer.global_rank
-        reads_global = [several and reads_global_batch(t.objective) for t in self.terms]
+        reads_global = self.reads_global if several else [False] * len(self.terms)
         whole = global_step(step, self) if any(reads_global) else None
         total = 0.0
         logs = {}
