@@ -63,7 +63,7 @@ def main():
     keys = [(0, k) for k in range(64)]
 
     def items_then_batch(k):
-        x, _, i = default_collate(train.__getitems__(keys))  # what the loader does
+        x, _, i = train.__getitems__(keys)  # what the loader does
         augment(x, SampleDraws(0, k, i), 0)
 
     def batch_only(k):

@@ -269,8 +269,28 @@ def test_a_batch_fetched_at_once_equals_the_items_one_by_one(tmp_path):
                  TensorDataset(images.float(), targets), list(zip(images.float(), targets))):
         for indices in (None, torch.arange(29, -1, -1)):
             indexed = Indexed(data, indices)
-            at_once = default_collate(indexed.__getitems__(keys))
+            at_once = indexed.__getitems__(keys)
             one_by_one = default_collate([indexed[key] for key in keys])
-            assert all(torch.equal(a, b) for a, b in zip(at_once, one_by_one))
+            assert len(at_once) == len(one_by_one) == 3
+            assert all(torch.equal(a, b) and a.dtype == b.dtype
+                       for a, b in zip(at_once, one_by_one))
             expected = [k for _, k in keys] if indices is None else [29 - k for _, k in keys]
             assert at_once[2].tolist() == expected
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_loaders_give_whole_batches_as_the_items_collated(workers):
+    from torch.utils.data import TensorDataset, default_collate
+
+    g = torch.Generator().manual_seed(7)
+    x, y = torch.randn(21, 3, generator=g), torch.randint(0, 4, (21,), generator=g)
+    for train in (TensorDataset(x, y), list(zip(x, y))):
+        data = DataModule(Splits(train, train, y, y, 4, (3,)), batch_size=8, eval_batch_size=8,
+                          num_workers=workers, seed=3)
+        for loader in (data.train_dataloader(), data.val_dataloader()):
+            batches = list(loader)
+            assert [len(b[2]) for b in batches] == [8, 8, 5]
+            for xb, yb, ib in batches:
+                expected = default_collate([(x[i], y[i], int(i)) for i in ib])
+                assert all(torch.equal(a, b) and a.dtype == b.dtype
+                           for a, b in zip((xb, yb, ib), expected))

@@ -15,7 +15,7 @@ from typing import Callable
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset, default_collate
 
 from distill.data.sample_draws import SampleDraws
 from distill.task_kinds import Classification, TaskKind
@@ -64,16 +64,23 @@ class Indexed(Dataset):
             x, y = self.data[i]
         return x, y, i
 
-    def __getitems__(self, keys: list) -> list:
-        """A batch's items (the loader's batched fetch): read with one indexing of the tensors
-        for sets held as tensors (:func:`rows`), else item by item."""
+    def __getitems__(self, keys: list) -> tuple:
+        """A batch ``(x, y, i)`` at once (the loader's batched fetch, passed on by
+        :func:`fetched`): one indexing of the tensors for sets held as tensors (:func:`rows`),
+        else the items one by one, collated."""
         positions = [key[1] if isinstance(key, tuple) else key for key in keys]
         where = torch.tensor(positions, dtype=torch.long)
         where = where if self.indices is None else self.indices[where]
         fetched = rows(self.data, where)
         if fetched is None:
-            return [self[key] for key in keys]
-        return list(zip(*(part.unbind(0) for part in fetched), where.tolist()))
+            return default_collate([self[key] for key in keys])
+        return (*fetched, where)
+
+
+def fetched(batch: tuple) -> tuple:
+    """The loader's ``collate_fn`` for :class:`Indexed`, whose ``__getitems__`` returns the batch
+    already formed (no split into items and stacking again)."""
+    return batch
 
 
 def rows(data: Dataset, where: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
@@ -158,7 +165,7 @@ class DataModule(L.LightningDataModule):
     def _loader(self, data, batch_size, sampler=None):
         # a loader's own generator: starting an iteration then draws nothing from torch's global
         # one, which dropout and augmentations use and checkpoints restore
-        return DataLoader(data, batch_size=batch_size, sampler=sampler,
+        return DataLoader(data, batch_size=batch_size, sampler=sampler, collate_fn=fetched,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           generator=torch.Generator().manual_seed(self.seed))
 
@@ -199,7 +206,7 @@ class DataModule(L.LightningDataModule):
         """The inputs of training ``epoch`` as training forms them, pairs (x, index): the same
         batches in the same order, converted (``convert``: the precision's, before transfer),
         augmented (no views) and in the same memory format."""
-        loader = DataLoader(self.train_set, batch_size=self.batch_size,
+        loader = DataLoader(self.train_set, batch_size=self.batch_size, collate_fn=fetched,
                             sampler=EpochSampler(len(self.train_set), self.seed, lambda: epoch),
                             generator=torch.Generator())  # draws nothing from the global one
         for batch in loader:
