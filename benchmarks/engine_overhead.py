@@ -6,8 +6,9 @@ loop doing the same work (same data, network, optimiser, schedule, epochs, per-e
 Prints, median over ``--repeats``, the seconds of each for the whole run (making the dataset and
 the network, training, the test passes; the workbench also writes its checkpoints, logs and
 records) and for the training alone (the workbench's ``trainer.fit``, its ``train_seconds``; the
-plain loop's epochs), and their ratios (engine / plain). Run by hand, results in the README; never
-part of the tests.
+plain loop's epochs), and their ratios to the plain loop. A third row trains the same way with
+the simplest LightningModule and Trainer: Lightning's own cost per step, which any engine on its
+Trainer pays. Run by hand, results in the README; never part of the tests.
 """
 from __future__ import annotations
 
@@ -57,6 +58,39 @@ def plain_loop(exp, seed: int) -> tuple[float, float]:
     return ended - whole, ended - started
 
 
+def bare_lightning(exp, seed: int) -> tuple[float, float]:
+    """The same run as the simplest LightningModule and Trainer (no callbacks, logger, checkpoint
+    or progress bar): the floor any engine built on Lightning's Trainer starts from."""
+    import lightning as L
+
+    class Bare(L.LightningModule):
+        def __init__(self, student):
+            super().__init__()
+            self.student = student
+
+        def training_step(self, batch, batch_idx):
+            return F.cross_entropy(self.student(batch[0]).logits, batch[1])
+
+        def validation_step(self, batch, batch_idx):
+            (self.student(batch[0]).logits.argmax(1) == batch[1]).sum().item()
+
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+            return [opt], [torch.optim.lr_scheduler.CosineAnnealingLR(opt, exp.train.epochs)]
+
+    whole = time.perf_counter()
+    seeded(seed)
+    data = build_data(exp, seed)
+    module = Bare(build_module(exp, data, None).student)
+    trainer = L.Trainer(max_epochs=exp.train.epochs, accelerator="cpu", deterministic=True,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0)
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    ended = time.perf_counter()
+    return ended - whole, ended - started
+
+
 def engine_run(exp, seed: int, out: Path) -> tuple[float, float]:
     """One stage as ``distill run`` trains it; returns wall seconds (whole, training)."""
     shutil.rmtree(out, ignore_errors=True)
@@ -76,17 +110,19 @@ def main():
                          [f"train.epochs={args.epochs}"], ["ce-only"])
     exp = ef.variants["ce-only"]
     with tempfile.TemporaryDirectory() as tmp:
-        plain = [plain_loop(exp, 0) for _ in range(args.repeats)]
-        with contextlib.redirect_stdout(io.StringIO()):
-            engine = [engine_run(exp, 0, Path(tmp) / f"r{i}") for i in range(args.repeats)]
+        runs = {"plain PyTorch loop": [], "bare Lightning": [], "workbench engine": []}
+        for i in range(args.repeats):  # in turn, so a drift of the machine's speed hits all
+            runs["plain PyTorch loop"].append(plain_loop(exp, 0))
+            with contextlib.redirect_stdout(io.StringIO()):
+                runs["bare Lightning"].append(bare_lightning(exp, 0))
+                runs["workbench engine"].append(engine_run(exp, 0, Path(tmp) / f"r{i}"))
     print(f"quickstart student, ce, {args.epochs} epochs, median of {args.repeats}:")
-    print("                      whole run   training")
-    medians = {}
-    for name, runs in (("plain PyTorch loop", plain), ("workbench engine", engine)):
-        medians[name] = [statistics.median(r[i] for r in runs) for i in (0, 1)]
-        print(f"  {name:18s}  {medians[name][0]:7.2f} s  {medians[name][1]:7.2f} s")
-    ratios = [e / p for e, p in zip(medians["workbench engine"], medians["plain PyTorch loop"])]
-    print(f"  ratio engine/plain  {ratios[0]:7.2f}    {ratios[1]:7.2f}")
+    print("                      whole run   training   ratio to plain (whole, training)")
+    plain = [statistics.median(r[i] for r in runs["plain PyTorch loop"]) for i in (0, 1)]
+    for name, times in runs.items():
+        median = [statistics.median(r[i] for r in times) for i in (0, 1)]
+        print(f"  {name:18s}  {median[0]:7.2f} s  {median[1]:7.2f} s   "
+              f"{median[0] / plain[0]:5.2f}  {median[1] / plain[1]:5.2f}")
     print("  (the engine's whole run includes its checkpoints, CSV logs, environment record and "
           "metrics)")
 

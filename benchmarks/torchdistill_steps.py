@@ -93,7 +93,7 @@ models:
   teacher_model: {{key: '{teacher}', kwargs: {{num_classes: 10, pretrained: False}}}}
   student_model: {{key: '{student}', kwargs: {{num_classes: 10, pretrained: False}}}}
 train:
-  num_epochs: 1
+  num_epochs: {epochs}
   train_data_loader:
     dataset_id: *train
     sampler:
@@ -120,7 +120,7 @@ train:
               student_module_io: 'output'
               teacher_module_path: '.'
               teacher_module_io: 'output'
-              temperature: 4.0
+              temperature: {temperature}
               alpha: 1.0
               beta: 1.0
               reduction: 'batchmean'
@@ -161,9 +161,10 @@ def probe():
             torch.randint(0, 10, (64,), generator=g))
 
 
-def torchdistill_run(work: Path, clock: StepClock) -> dict:
-    """torchdistill's loop as its image-classification example runs an epoch; returns what it
-    trained."""
+def torchdistill_run(work: Path, clock: StepClock | None, temperature: float = 4.0,
+                     epochs: int = 1) -> dict:
+    """torchdistill's loop as its image-classification example trains (without its evaluation):
+    ``epochs`` epochs, or until the ``clock`` has timed its steps; returns what it trained."""
     from torchdistill.common import yaml_util
     from torchdistill.common.main_util import set_seed
     from torchdistill.core.distillation import get_distillation_box
@@ -177,7 +178,8 @@ def torchdistill_run(work: Path, clock: StepClock) -> dict:
         return model.to(device)
 
     path = work / "torchdistill.yaml"
-    path.write_text(CONFIG.format(root=work / "data", teacher=TEACHER, student=STUDENT))
+    path.write_text(CONFIG.format(root=work / "data", teacher=TEACHER, student=STUDENT,
+                                  temperature=float(temperature), epochs=epochs))
     set_seed(0)
     device = torch.device("cpu")
     config = yaml_util.load_yaml_file(str(path))
@@ -188,16 +190,23 @@ def torchdistill_run(work: Path, clock: StepClock) -> dict:
     s, t, y = probe()
     probe_loss = box.criterion({"student": {".": {"output": s}}, "teacher": {".": {"output": t}}},
                                {}, y).item()
-    box.teacher_model.eval()  # as the workbench's frozen teacher; torchdistill leaves it training
-    box.pre_epoch_process(epoch=0)
-    for sample_batch, targets, supp_dict in box.train_data_loader:
-        if not clock.tick():
-            break
-        sample_batch, targets = sample_batch.to(device), targets.to(device)
-        loss = box.forward_process(sample_batch, targets, supp_dict)
-        box.post_forward_process(loss=loss)
+    for epoch in range(epochs):
+        box.pre_epoch_process(epoch=epoch)
+        box.teacher_model.eval()  # as the workbench's frozen teacher; torchdistill leaves it
+        # training
+        for sample_batch, targets, supp_dict in box.train_data_loader:
+            if clock is not None and not clock.tick():
+                break
+            sample_batch, targets = sample_batch.to(device), targets.to(device)
+            loss = box.forward_process(sample_batch, targets, supp_dict)
+            box.post_forward_process(loss=loss)
+        else:
+            box.post_epoch_process()
+            continue
+        break
     else:
-        raise SystemExit("the epoch ended before the timed steps did")
+        if clock is not None:
+            raise SystemExit("the epoch ended before the timed steps did")
     return {"images": len(box.train_data_loader.dataset),
             "batch_size": box.train_data_loader.batch_size,
             "teacher_params": sum(p.numel() for p in teacher.parameters()),
