@@ -385,6 +385,21 @@ def test_a_masked_mean_and_random_draws_are_those_of_the_global_batch(monkeypatc
     assert out[0][0] != pytest.approx(alone.item())  # a process's own mean is not it
 
 
+@pytest.mark.parametrize("values,finite", [((1.0, 2.0), True), ((1.0, float("nan")), False),
+                                           ((float("inf"), 2.0), False)])
+def test_a_loss_is_finite_everywhere_only_when_it_is_in_every_process(monkeypatch, values,
+                                                                      finite):
+    import torch
+
+    from distill.contracts import global_batch
+
+    world = ThreadWorld(2)
+    monkeypatch.setattr(global_batch, "dist", world)
+    out = world.each(lambda r: global_batch.finite_everywhere(torch.tensor(values[r]), 2))
+    assert out == {0: finite, 1: finite}  # both processes stop, or neither
+    assert global_batch.finite_everywhere(torch.tensor(values[1])) is (values[1] == 2.0)
+
+
 def test_generation_accuracy_adds_up_every_processes_counts():
     from types import SimpleNamespace
 

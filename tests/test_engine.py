@@ -107,6 +107,18 @@ def test_a_non_finite_term_stops_the_run_naming_the_term(tiny):
         trainer().fit(module, datamodule=data)
 
 
+def test_a_non_finite_loss_in_another_process_stops_this_one_too(tiny, monkeypatch):
+    from distill.engine import module as module_file
+
+    module, data = built(tiny, "ce-only")
+    batch = next(iter(data.train_dataloader()))
+    assert module.training_step(batch, 0).isfinite()
+    # every term finite here, not in the other process (finite_everywhere's all-reduce)
+    monkeypatch.setattr(module_file, "finite_everywhere", lambda value, processes: False)
+    with pytest.raises(UserError, match="non-finite in another process at epoch 0"):
+        module.training_step(batch, 0)
+
+
 def test_term_weight_warms_up_linearly_from_zero_at_the_first_epoch():
     # the ND authors' ramp: min(1, epoch / N), epochs counted from 0
     term = Term("kd", Explodes(), weight=3.5, warmup_epochs=20)

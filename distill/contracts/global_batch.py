@@ -73,6 +73,19 @@ def global_mean(values: torch.Tensor, keep: torch.Tensor, processes: int = 1) ->
     return values[keep].sum() * processes / count.to(values.dtype)
 
 
+def finite_everywhere(value: torch.Tensor, processes: int = 1) -> bool:
+    """Whether ``value`` is finite in every process (a step's ``processes``): one all-reduce of
+    a count of the processes where it is not. A process that stopped alone would leave the
+    others waiting in their next collective until the process group's timeout; with this, all
+    stop at the same step. Every process must call it at the same point (a collective)."""
+    finite = bool(torch.isfinite(value))
+    if processes == 1:
+        return finite
+    failed = torch.tensor([0.0 if finite else 1.0], dtype=torch.float64)
+    dist.all_reduce(failed)
+    return failed.item() == 0
+
+
 def reads_global_batch(objective: nn.Module) -> bool:
     """Whether an objective's loss relates a batch's samples: it says so, or it has BatchNorm."""
     return getattr(objective, "relates_samples", False) or any(

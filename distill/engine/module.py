@@ -11,7 +11,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from distill.contracts import FIELDS, ModelOutput, Step
-from distill.contracts.global_batch import global_step, reads_global_batch
+from distill.contracts.global_batch import finite_everywhere, global_step, reads_global_batch
 from distill.data.base import EpochSampler
 from distill.engine.epoch_means import EpochMeans
 from distill.engine.rng_state import capture_rng, restore_rng
@@ -252,11 +252,18 @@ class DistillationModule(L.LightningModule):
             for name, value in self.teacher.loss(step).items():
                 logs[f"train/teacher/{name}"] = value.detach()
                 total = total + value
-        if not torch.isfinite(total):  # one check (one device sync) per step, not one per term
-            label, value = next((k, v) for k, v in logs.items() if not torch.isfinite(v))
+        # one check (one device sync) per step, not one per term; under several processes all
+        # stop together when the loss of any is not finite
+        if not finite_everywhere(total, step.processes):
+            label, value = next(((k, v) for k, v in logs.items() if not torch.isfinite(v)),
+                                (None, None))
+            where = f"at epoch {step.epoch}, step {step.global_step}"
+            if label is None:
+                raise UserError(f"the loss became non-finite in another process {where}; lower "
+                                f"the learning rate or the weight of the term it names")
             raise UserError(f"loss term {label[len('train/'):]!r} became non-finite "
-                            f"({value.item()}) at epoch {step.epoch}, step {step.global_step}; "
-                            f"lower the learning rate or this term's weight")
+                            f"({value.item()}) {where}; lower the learning rate or this term's "
+                            f"weight")
         logs["train/loss"] = total.detach()
         self.epoch_terms.add(logs, len(step.labels))
         if trainer is not None and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
