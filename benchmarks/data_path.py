@@ -62,15 +62,15 @@ def main():
     train = Indexed(ArrayImages(images, torch.zeros(64, dtype=torch.long), MEAN, STD))
     keys = [(0, k) for k in range(64)]
 
-    def items_then_batch(k):
-        x, _, i = train.__getitems__(keys)  # what the loader does
+    def loader_batch(k):
+        x, _, i = train.__getitems__(keys)  # what the loader does: the batch at once
         augment(x, SampleDraws(0, k, i), 0)
 
     def batch_only(k):
         augment(normalised, SampleDraws(0, k, index), 0)
 
     before = per_batch_ms(torchvision_items, args.repeats // 4)
-    now = per_batch_ms(items_then_batch, args.repeats)
+    now = per_batch_ms(loader_batch, args.repeats)
     alone = per_batch_ms(batch_only, args.repeats)
     print(f"CIFAR batch of 64, 1 thread, torch {torch.__version__}:")
     print(f"  torchvision per image (crop, flip, float, normalise)  {before:7.2f} ms"

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from distill.config import load_experiment
+from distill.engine.allocator import keep_freed_memory
 from distill.engine.build import build_data, build_module, seeded
 from distill.engine.stage import RunPlan, fit, quiet_lightning
 
@@ -106,6 +107,7 @@ def main():
     args = p.parse_args()
     quiet_lightning()
     torch.set_num_threads(1)
+    keep_freed_memory()  # the allocator setting a stage makes, for every side from the start
     ef = load_experiment(str(ROOT / "experiments" / "quickstart.yaml"),
                          [f"train.epochs={args.epochs}"], ["ce-only"])
     exp = ef.variants["ce-only"]

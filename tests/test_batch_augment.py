@@ -271,7 +271,7 @@ def test_a_batch_fetched_at_once_equals_the_items_one_by_one(tmp_path):
             indexed = Indexed(data, indices)
             at_once = indexed.__getitems__(keys)
             one_by_one = default_collate([indexed[key] for key in keys])
-            assert len(at_once) == len(one_by_one) == 3
+            assert isinstance(at_once, tuple) and len(at_once) == len(one_by_one) == 3
             assert all(torch.equal(a, b) and a.dtype == b.dtype
                        for a, b in zip(at_once, one_by_one))
             expected = [k for _, k in keys] if indices is None else [29 - k for _, k in keys]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from run_logs import log_rows
@@ -260,9 +261,21 @@ def test_what_several_processes_do_not_serve_is_refused(tmp_path, capsys):
 class ThreadWorld:
     """torch.distributed's all_gather and all_reduce between threads, one rank each."""
 
+    ReduceOp = SimpleNamespace(SUM="sum", MIN="min")
+
     def __init__(self, world: int):
         self.world, self.slots = world, [None] * world
-        self.barrier, self.local = threading.Barrier(world), threading.local()
+        # a rank that skips a collective breaks the barrier (an error), not hangs the test
+        self.barrier, self.local = threading.Barrier(world, timeout=30), threading.local()
+
+    def is_available(self):
+        return True
+
+    def is_initialized(self):
+        return True
+
+    def get_backend(self):
+        return "gloo"
 
     def get_world_size(self):
         return self.world
@@ -281,8 +294,9 @@ class ThreadWorld:
         for part, value in zip(parts, self._exchange(t)):
             part.copy_(value)
 
-    def all_reduce(self, t):
-        t.copy_(sum(self._exchange(t)))  # in place, as torch.distributed's
+    def all_reduce(self, t, op="sum"):
+        every = self._exchange(t)  # in place, as torch.distributed's
+        t.copy_(sum(every) if op == "sum" else min(every))
 
     def each(self, work) -> dict:
         """``work(rank)`` in one thread per rank; their results by rank."""
@@ -290,9 +304,13 @@ class ThreadWorld:
 
         def rank(r):
             self.local.rank = r
-            out[r] = work(r)
+            try:
+                out[r] = work(r)
+            except Exception as e:  # returned, for the test to look at
+                out[r] = e
 
-        threads = [threading.Thread(target=rank, args=(r,)) for r in range(self.world)]
+        threads = [threading.Thread(target=rank, args=(r,), daemon=True)
+                   for r in range(self.world)]
         for t in threads:
             t.start()
         for t in threads:
@@ -385,19 +403,41 @@ def test_a_masked_mean_and_random_draws_are_those_of_the_global_batch(monkeypatc
     assert out[0][0] != pytest.approx(alone.item())  # a process's own mean is not it
 
 
-@pytest.mark.parametrize("values,finite", [((1.0, 2.0), True), ((1.0, float("nan")), False),
-                                           ((float("inf"), 2.0), False)])
-def test_a_loss_is_finite_everywhere_only_when_it_is_in_every_process(monkeypatch, values,
-                                                                      finite):
-    import torch
+def test_a_non_finite_loss_in_one_process_stops_every_process_at_that_step(tmp_path,
+                                                                           monkeypatch):
+    """Process 1's share of the batch makes the loss NaN, process 0's does not: both stop with
+    a user error at the same step (neither waits in a collective the other never reaches)."""
+    from test_engine import TINY, built
 
     from distill.contracts import global_batch
+    from distill.errors import UserError
 
+    f = tmp_path / "tiny.yaml"
+    f.write_text(TINY)
     world = ThreadWorld(2)
     monkeypatch.setattr(global_batch, "dist", world)
-    out = world.each(lambda r: global_batch.finite_everywhere(torch.tensor(values[r]), 2))
-    assert out == {0: finite, 1: finite}  # both processes stop, or neither
-    assert global_batch.finite_everywhere(torch.tensor(values[1])) is (values[1] == 2.0)
+
+    def rank(r):
+        module, data = built(f, "ce-only")
+        module.reads_global = [False]
+        last = SimpleNamespace(batch_progress=SimpleNamespace(is_last_batch=False))
+        module._trainer = SimpleNamespace(world_size=2, global_rank=r, current_epoch=0,
+                                          global_step=7, fit_loop=SimpleNamespace(
+                                              epoch_loop=last))
+        x, y, index = next(iter(data.train_dataloader()))
+        if r == 1:
+            x = x.clone()
+            x[3] = float("nan")
+        return module.training_step((x, y, index), 0)
+
+    out = world.each(rank)
+    assert isinstance(out[0], UserError) and isinstance(out[1], UserError), out
+    assert "non-finite in another process at epoch 0, step 7" in str(out[0])
+    assert "loss term 'ce' became non-finite (nan) at epoch 0, step 7" in str(out[1])
+    # both finite: both go on
+    monkeypatch.setattr(global_batch, "dist", ThreadWorld(2))
+    world = global_batch.dist
+    assert world.each(lambda r: global_batch.on_every_rank(True)) == {0: True, 1: True}
 
 
 def test_generation_accuracy_adds_up_every_processes_counts():

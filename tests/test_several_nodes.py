@@ -9,27 +9,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from test_ddp import assert_same_numbers
+from test_ddp import GRID, assert_same_numbers, stages_of
 
-GRID = """\
-name: {name}
-seeds: [0]
-data: {{name: mnist1d, num_samples: 640, batch_size: {batch}}}
-teacher:
-  role: frozen
-  net: {{name: cnn1d, width: 8}}
-  train: {{epochs: 1, optimizer: {{name: adam, lr: 3.0e-3}}}}
-student:
-  net: {{name: cnn1d, width: 8}}
-train: {{epochs: 2, optimizer: {{name: sgd, lr: 0.1, momentum: 0.9}}}}
-objectives: [{{name: ce}}, {{name: kd, temperature: 4}}]
-variants:
-  kd: {{}}
-  crd: {{objectives: [{{name: ce}}, {{name: crd, negatives: 64, dim: 16}}]}}
-{trainer}"""
+# the tests' classification grid (a teacher stage, kd, kd+nd) and crd, which reads the global batch
+CRD = "  crd: {objectives: [{name: ce}, {name: crd, negatives: 64, dim: 16}]}\n"
 NODES = "trainer: {strategy: ddp, num_nodes: 2, devices: 1, accelerator: cpu}\n"
 
 
@@ -59,26 +46,41 @@ def srun(node: int, port: int) -> tuple[list[str], dict]:
 @pytest.mark.parametrize("launcher", [torchrun, srun])
 def test_two_nodes_equal_one_process_with_their_global_batch(tmp_path, launcher):
     out = tmp_path / "out"
+    # both sides in the same folder and environment (the same code), no launcher's variables
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MASTER_"))}
     one = tmp_path / "one.yaml"
-    one.write_text(GRID.format(name="one", batch=64, trainer=""))
+    one.write_text(GRID.format(name="one", batch=64, every=CRD, trainer=""))
     done = subprocess.run([sys.executable, "-m", "distill.cli", "run", str(one), "--out",
-                           str(out)], capture_output=True, text=True, timeout=900)
+                           str(out)], capture_output=True, text=True, timeout=900, env=env,
+                          cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
 
     nodes = tmp_path / "nodes.yaml"
-    nodes.write_text(GRID.format(name="nodes", batch=32, trainer=NODES))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MASTER_"))}
+    nodes.write_text(GRID.format(name="nodes", batch=32, every=CRD, trainer=NODES))
+    port = free_port()  # free now; a process that takes it meanwhile fails the test, never hangs
+    logs = [tmp_path / f"node{node}.log" for node in (0, 1)]
     launched = []
-    for node in (0, 1):
-        command, variables = launcher(node, port)
-        launched.append(subprocess.Popen([*command, "run", str(nodes), "--out", str(out)],
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         text=True, env={**env, **variables}, cwd=tmp_path))
-    outputs = [p.communicate(timeout=900) for p in launched]
-    for p, (stdout, stderr) in zip(launched, outputs):
-        assert p.returncode == 0, stdout[-2000:] + stderr[-3000:]
+    try:
+        for node, log in zip((0, 1), logs):
+            command, variables = launcher(node, port)
+            with open(log, "w") as f:  # a file, not a pipe: a node never blocks on its output
+                launched.append(subprocess.Popen(
+                    [*command, "run", str(nodes), "--out", str(out)], stdout=f,
+                    stderr=subprocess.STDOUT, env={**env, **variables}, cwd=tmp_path))
+        deadline = time.monotonic() + 900
+        for p in launched:
+            p.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        for p in launched:
+            if p.poll() is None:
+                p.kill()
+    said = [log.read_text() for log in logs]
+    for p, text in zip(launched, said):
+        assert p.returncode == 0, text[-4000:]
     # the first node prints the results; the second trains its share and prints no table
-    assert "crd" in outputs[0][0] and "crd" not in outputs[1][0]
-    assert_same_numbers({"one": out / "one", "two": out / "nodes"},
-                        ["teacher", "kd/seed0", "crd/seed0"])
+    table = "Mean ± sample std over seeds"
+    assert table in said[0] and table not in said[1]
+    runs = {"one": out / "one", "two": out / "nodes"}
+    stages = stages_of(runs)
+    assert len(stages) == 4
+    assert_same_numbers(runs, stages)

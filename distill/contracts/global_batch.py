@@ -73,17 +73,22 @@ def global_mean(values: torch.Tensor, keep: torch.Tensor, processes: int = 1) ->
     return values[keep].sum() * processes / count.to(values.dtype)
 
 
-def finite_everywhere(value: torch.Tensor, processes: int = 1) -> bool:
-    """Whether ``value`` is finite in every process (a step's ``processes``): one all-reduce of
-    a count of the processes where it is not. A process that stopped alone would leave the
-    others waiting in their next collective until the process group's timeout; with this, all
-    stop at the same step. Every process must call it at the same point (a collective)."""
-    finite = bool(torch.isfinite(value))
-    if processes == 1:
-        return finite
-    failed = torch.tensor([0.0 if finite else 1.0], dtype=torch.float64)
-    dist.all_reduce(failed)
-    return failed.item() == 0
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (0, 1 outside torch.distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def on_every_rank(flag: bool) -> bool:
+    """True when ``flag`` is true in every process, so that all of them take the same branch (a
+    collective: every process calls it at the same point). The flag travels on the device the
+    backend serves (NCCL: the GPU)."""
+    if rank_and_world()[1] == 1:
+        return flag
+    agreed = torch.tensor(float(flag), device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
+    return bool(agreed.item())
 
 
 def reads_global_batch(objective: nn.Module) -> bool:

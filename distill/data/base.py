@@ -73,7 +73,7 @@ class Indexed(Dataset):
         where = where if self.indices is None else self.indices[where]
         fetched = rows(self.data, where)
         if fetched is None:
-            return default_collate([self[key] for key in keys])
+            return tuple(default_collate([self[key] for key in keys]))
         return (*fetched, where)
 
 

@@ -11,7 +11,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from distill.contracts import FIELDS, ModelOutput, Step
-from distill.contracts.global_batch import finite_everywhere, global_step, reads_global_batch
+from distill.contracts.global_batch import global_step, on_every_rank, reads_global_batch
 from distill.data.base import EpochSampler
 from distill.engine.epoch_means import EpochMeans
 from distill.engine.rng_state import capture_rng, restore_rng
@@ -253,14 +253,17 @@ class DistillationModule(L.LightningModule):
                 logs[f"train/teacher/{name}"] = value.detach()
                 total = total + value
         # one check (one device sync) per step, not one per term; under several processes all
-        # stop together when the loss of any is not finite
-        if not finite_everywhere(total, step.processes):
-            label, value = next(((k, v) for k, v in logs.items() if not torch.isfinite(v)),
-                                (None, None))
+        # stop at the same step when the loss of any is not finite (a process stopping alone
+        # would leave the others waiting in their next collective until the group's timeout)
+        finite = bool(torch.isfinite(total))
+        if not (on_every_rank(finite) if step.processes > 1 else finite):
             where = f"at epoch {step.epoch}, step {step.global_step}"
-            if label is None:
-                raise UserError(f"the loss became non-finite in another process {where}; lower "
-                                f"the learning rate or the weight of the term it names")
+            if finite:
+                raise UserError(f"the loss became non-finite in another process {where} (that "
+                                f"process names the term); lower the learning rate or that "
+                                f"term's weight")
+            label, value = next(((k, v) for k, v in logs.items() if not torch.isfinite(v)),
+                                ("train/loss", total))  # each term finite, their sum not
             raise UserError(f"loss term {label[len('train/'):]!r} became non-finite "
                             f"({value.item()}) {where}; lower the learning rate or this term's "
                             f"weight")

@@ -19,22 +19,7 @@ import torch.distributed as dist
 from torch import nn
 
 from distill.atomic_write import atomic_save
-
-
-def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the number of processes (0, 1 outside torch.distributed)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def on_every_rank(flag: bool) -> bool:
-    """True when ``flag`` is true in every process (all processes then take the same branch)."""
-    if rank_and_world()[1] == 1:
-        return flag
-    agreed = torch.tensor(float(flag), device="cuda" if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
-    return bool(agreed.item())
+from distill.contracts.global_batch import on_every_rank, rank_and_world
 
 
 def file_digest(path: str | Path) -> str:
