@@ -440,6 +440,22 @@ def test_a_non_finite_loss_in_one_process_stops_every_process_at_that_step(tmp_p
     assert world.each(lambda r: global_batch.on_every_rank(True)) == {0: True, 1: True}
 
 
+def test_a_test_set_smaller_than_the_processes_is_refused_in_every_process():
+    import torch
+
+    from distill.data.base import DataModule, Splits
+    from distill.errors import UserError
+
+    x, y = torch.randn(3, 2), torch.tensor([0, 1, 0])
+    data = DataModule(Splits(list(zip(x, y)), list(zip(x, y)), y, y, 2, (2,)), batch_size=2)
+    for rank in range(4):
+        data.trainer = SimpleNamespace(global_rank=rank, world_size=4)
+        with pytest.raises(UserError, match="3 sample\\(s\\), fewer than the 4 processes"):
+            data.val_dataloader()
+    data.trainer = SimpleNamespace(global_rank=2, world_size=3)  # one sample each
+    assert [b[2].tolist() for b in data.val_dataloader()] == [[2]]
+
+
 def test_generation_accuracy_adds_up_every_processes_counts():
     from types import SimpleNamespace
 

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset, default_collate
 
 from distill.data.sample_draws import SampleDraws
+from distill.errors import UserError
 from distill.task_kinds import Classification, TaskKind
 
 
@@ -236,6 +237,11 @@ class DataModule(L.LightningDataModule):
         metrics add their counts up), unless the task kind measures over the whole set."""
         rank, world = self._rank_world()
         shard = world > 1 and self.kind.shards_validation
+        if shard and len(self.test_set) < world:  # the same in every process: all stop here
+            raise UserError(f"the test set has {len(self.test_set)} sample(s), fewer than the "
+                            f"{world} processes that share it (a process with none would leave "
+                            f"the others waiting); give at most {len(self.test_set)} processes or "
+                            f"a larger test set", key="trainer.devices")
         return self._loader(self.test_set, self.eval_batch_size,
                             range(rank, len(self.test_set), world) if shard else None)
 
