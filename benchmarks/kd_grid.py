@@ -41,17 +41,21 @@ variants:
 {variants}"""
 
 
+def temperatures(variants: int) -> list[int]:
+    """The temperatures of the KD variants: 2, 4, 8, ..."""
+    return [2 ** (k + 1) for k in range(variants)]
+
+
 def grid_file(work: Path, kind: str, args) -> Path:
     """``kind``: ce (V CE-only variants, differing in learning rate), kd (V KD variants,
     differing in temperature) or kd-uncached (the same with ``cache: off``)."""
     teacher, student = args.pair.split(":")
-    temperatures = [2 ** (k + 1) for k in range(args.variants)]
     if kind == "ce":
         lines = [f"  lr{k}: {{train: {{optimizer: {{lr: {0.05 / 2 ** k}}}}}}}"
                  for k in range(args.variants)]
     else:
         lines = [f"  kd-t{t}: {{objectives: [{{name: ce}}, {{name: kd, temperature: {t}}}]}}"
-                 for t in temperatures]
+                 for t in temperatures(args.variants)]
     f = work / f"{kind}.yaml"
     f.write_text(GRID.format(root=work / "data", teacher=teacher, student=student,
                              weights=work / kind / "teacher.pt", epochs=args.epochs,

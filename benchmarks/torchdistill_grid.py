@@ -32,12 +32,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torchdistill_steps  # noqa: E402
 from cifar_steps import cpu_model, write_cifar10  # noqa: E402
-from kd_grid import grid_file, timed_grid  # noqa: E402
+from kd_grid import grid_file, temperatures, timed_grid  # noqa: E402
 from torchdistill_steps import DEFAULT_VENV, STUDENT, TEACHER, ensure_venv  # noqa: E402
-
-
-def temperatures(variants: int) -> list[int]:
-    return [2 ** (k + 1) for k in range(variants)]  # kd_grid's KD variants
 
 
 def torchdistill_grid(python: Path, work: Path, args) -> float:

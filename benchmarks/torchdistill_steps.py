@@ -190,30 +190,27 @@ def torchdistill_run(work: Path, clock: StepClock | None, temperature: float = 4
     s, t, y = probe()
     probe_loss = box.criterion({"student": {".": {"output": s}}, "teacher": {".": {"output": t}}},
                                {}, y).item()
+    facts = {"images": len(box.train_data_loader.dataset),
+             "batch_size": box.train_data_loader.batch_size,
+             "teacher_params": sum(p.numel() for p in teacher.parameters()),
+             "student_params": sum(p.numel() for p in student.parameters()),
+             "criterion": str(box.criterion), "probe_loss": probe_loss,
+             "torch": torch.__version__, "torchvision": torchvision.__version__,
+             "torchdistill": importlib.metadata.version("torchdistill")}
     for epoch in range(epochs):
         box.pre_epoch_process(epoch=epoch)
         box.teacher_model.eval()  # as the workbench's frozen teacher; torchdistill leaves it
         # training
         for sample_batch, targets, supp_dict in box.train_data_loader:
             if clock is not None and not clock.tick():
-                break
+                return facts
             sample_batch, targets = sample_batch.to(device), targets.to(device)
             loss = box.forward_process(sample_batch, targets, supp_dict)
             box.post_forward_process(loss=loss)
-        else:
-            box.post_epoch_process()
-            continue
-        break
-    else:
-        if clock is not None:
-            raise SystemExit("the epoch ended before the timed steps did")
-    return {"images": len(box.train_data_loader.dataset),
-            "batch_size": box.train_data_loader.batch_size,
-            "teacher_params": sum(p.numel() for p in teacher.parameters()),
-            "student_params": sum(p.numel() for p in student.parameters()),
-            "criterion": str(box.criterion), "probe_loss": probe_loss,
-            "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "torchdistill": importlib.metadata.version("torchdistill")}
+        box.post_epoch_process()
+    if clock is not None:
+        raise SystemExit("the epoch ended before the timed steps did")
+    return facts
 
 
 def one(args) -> None:

@@ -457,8 +457,6 @@ def test_a_test_set_smaller_than_the_processes_is_refused_in_every_process():
 
 
 def test_generation_accuracy_adds_up_every_processes_counts():
-    from types import SimpleNamespace
-
     import torch
 
     from distill.task_kinds.generation import Generation

@@ -256,7 +256,7 @@ class DistillationModule(L.LightningModule):
         # stop at the same step when the loss of any is not finite (a process stopping alone
         # would leave the others waiting in their next collective until the group's timeout)
         finite = bool(torch.isfinite(total))
-        if not (on_every_rank(finite) if step.processes > 1 else finite):
+        if not on_every_rank(finite):
             where = f"at epoch {step.epoch}, step {step.global_step}"
             if finite:
                 raise UserError(f"the loss became non-finite in another process {where} (that "
