@@ -420,15 +420,13 @@ def test_a_non_finite_loss_in_one_process_stops_every_process_at_that_step(tmp_p
     def rank(r):
         module, data = built(f, "ce-only")
         module.reads_global = [False]
-        last = SimpleNamespace(batch_progress=SimpleNamespace(is_last_batch=False))
         module._trainer = SimpleNamespace(world_size=2, global_rank=r, current_epoch=0,
-                                          global_step=7, fit_loop=SimpleNamespace(
-                                              epoch_loop=last))
+                                          global_step=7)
         x, y, index = next(iter(data.train_dataloader()))
         if r == 1:
             x = x.clone()
             x[3] = float("nan")
-        return module.training_step((x, y, index), 0)
+        return module.batch_loss((x, y, index))
 
     out = world.each(rank)
     assert isinstance(out[0], UserError) and isinstance(out[1], UserError), out

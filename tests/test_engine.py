@@ -112,7 +112,7 @@ def test_a_sum_that_overflows_is_named_even_when_every_term_is_finite(tiny):
     module.terms.append(Term("huge", Huge(), 1.0))
     batch = next(iter(data.train_dataloader()))
     with pytest.raises(UserError, match="loss term 'loss' became non-finite \\(inf\\) at epoch 0"):
-        module.training_step(batch, 0)
+        module.batch_loss(batch)
 
 
 class Huge(Objective):
@@ -156,14 +156,14 @@ def test_only_the_outputs_an_objective_reads_are_computed(tiny):
 def test_every_term_and_the_total_are_logged_as_means_over_the_epochs_samples(tiny, tmp_path):
     module, data = built(tiny, "kd")
     steps = []  # (total, batch size) of every step
-    step = module.training_step
+    step = module.batch_loss
 
-    def recorded(batch, batch_idx):
-        total = step(batch, batch_idx)
+    def recorded(batch, epoch_ends=False):
+        total = step(batch, epoch_ends)
         steps.append((total.item(), len(batch[1])))
         return total
 
-    module.training_step = recorded
+    module.batch_loss = recorded
     t = trainer(max_epochs=1)
     t.fit(module, datamodule=data)
     logged = set(t.callback_metrics)
@@ -181,14 +181,14 @@ def test_every_term_and_the_total_are_logged_as_means_over_the_epochs_samples(ti
 def test_an_epoch_of_fewer_batches_logs_the_mean_of_those_it_ran(tiny, limits):
     module, data = built(tiny, "ce-only")
     totals = []
-    step = module.training_step
+    step = module.batch_loss
 
-    def recorded(batch, batch_idx):
-        total = step(batch, batch_idx)
+    def recorded(batch, epoch_ends=False):
+        total = step(batch, epoch_ends)
         totals.append(total.item())
         return total
 
-    module.training_step = recorded
+    module.batch_loss = recorded
     t = trainer(max_epochs=1, **limits)
     t.fit(module, datamodule=data)
     count = limits.get("limit_train_batches", limits.get("max_steps"))

@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset, default_collate
 
+from distill.data.batch_groups import BatchGroup, BatchGroups, group_size
 from distill.data.sample_draws import SampleDraws
 from distill.errors import UserError
 from distill.task_kinds import Classification, TaskKind
@@ -142,6 +143,9 @@ class DataModule(L.LightningDataModule):
         self.test_set = Indexed(splits.test, test_index, seed)
         self.views = views  # (augmentation, count) or None
         self.channels_last = False  # image batches in NHWC memory order (``channels_last:``)
+        # bytes of training batches a Lightning step may take (set by the engine, which takes
+        # them one optimiser step each); 0: one batch a step
+        self.group_budget = 0
 
     @property
     def has_views(self) -> bool:
@@ -176,9 +180,12 @@ class DataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         rank, world = self._rank_world()
-        return self._loader(self.train_set, self.batch_size,
-                            EpochSampler(len(self.train_set), self.seed, self.epoch_now, rank,
-                                         world))
+        loader = self._loader(self.train_set, self.batch_size,
+                              EpochSampler(len(self.train_set), self.seed, self.epoch_now, rank,
+                                           world))
+        size = group_size(self.train_set[0], self.batch_size, self.group_budget) \
+            if self.group_budget else 1
+        return BatchGroups(loader, size) if size > 1 else loader
 
     def epoch_now(self) -> int | None:
         """The epoch the attached trainer starts or runs, as Lightning gives it to ``set_epoch``
@@ -221,6 +228,8 @@ class DataModule(L.LightningDataModule):
         return x
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
+        if isinstance(batch, BatchGroup):
+            return BatchGroup(self.on_after_batch_transfer(b, dataloader_idx) for b in batch)
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.training:
             batch = self.training_batch(batch, self.epoch_now())

@@ -244,7 +244,9 @@ def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
     return DistillationModule(student, teacher, terms, data.num_classes, exp.train.epochs,
                               exp.train.optimizer.model_dump(exclude_none=False),
                               exp.train.schedule.model_dump(), task=task, kind=data.kind,
-                              cache_plan=cache_plan(exp, data, teacher_weights))
+                              cache_plan=cache_plan(exp, data, teacher_weights),
+                              gradient_clip=exp.train.gradient_clip,
+                              accumulate=exp.trainer.get("accumulate_grad_batches", 1))
 
 
 def check_probed(exp: Experiment, s_out: ModelOutput, t_out: ModelOutput | None,

@@ -3,16 +3,19 @@ teacher role and a list of weighted objectives (mdistiller's contract: each obje
 loss terms; the engine weights, sums and logs them)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from distill.contracts import FIELDS, ModelOutput, Step
 from distill.contracts.global_batch import global_step, on_every_rank, reads_global_batch
 from distill.data.base import EpochSampler
+from distill.data.batch_groups import BatchGroup, BatchGroups
 from distill.engine.epoch_means import EpochMeans
 from distill.engine.rng_state import capture_rng, restore_rng
 from distill.engine.teacher_cache import CachePlan, TeacherCache
@@ -25,6 +28,13 @@ from distill.registry import optimizers, schedules
 from distill.task_kinds import Classification, TaskKind
 from students.taps import Tapped
 from teachers.role import TeacherRole
+
+
+GROUP_BYTES = 4 << 20  # training batches' bytes one Lightning step may take (BatchGroups)
+
+
+def _plus(total: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
+    return value if total is None else total + value
 
 
 @dataclass
@@ -56,8 +66,12 @@ class DistillationModule(L.LightningModule):
 
     def __init__(self, student: Tapped, teacher: TeacherRole | None, terms: list[Term],
                  num_classes: int, epochs: int, optimizer: dict, schedule: dict, task: int = 0,
-                 kind: TaskKind | None = None, cache_plan: CachePlan | None = None):
+                 kind: TaskKind | None = None, cache_plan: CachePlan | None = None,
+                 gradient_clip: float | None = None, accumulate: int = 1):
         super().__init__()
+        # the engine takes the optimiser steps (several batches may come in one Lightning step)
+        self.automatic_optimization = False
+        self.gradient_clip, self.accumulate = gradient_clip, accumulate
         self.student = student
         self.teacher = teacher
         self.objectives = nn.ModuleList(t.objective for t in terms)
@@ -123,7 +137,7 @@ class DistillationModule(L.LightningModule):
     def on_fit_start(self):
         data = self.trainer.datamodule
         if self.teacher is not None:
-            self.teacher.plan_steps(self.trainer.estimated_stepping_batches)
+            self.teacher.plan_steps(self.planned_steps())
         self.teacher_cache = None
         if not (self.cache_plan.enabled and self.teacher is not None and self.teacher_fields
                 and self.teacher.static and self.kind.caches_teacher and data is not None
@@ -140,6 +154,26 @@ class DistillationModule(L.LightningModule):
             self.teacher_cache.load("all", lambda: ((convert(x).to(self.device), i) for x, _, i in
                                                     data.train_eval_dataloader()),
                                     self._teacher_pass, always=True)
+
+    def epoch_batches(self) -> int | float:
+        """The training batches of an epoch (Lightning counts groups of them)."""
+        loader = self.trainer.train_dataloader
+        return loader.batches if isinstance(loader, BatchGroups) else \
+            self.trainer.num_training_batches
+
+    def planned_steps(self) -> int | float:
+        """The optimiser steps the fit takes: Lightning's ``estimated_stepping_batches``,
+        counted in batches and with the engine's accumulation."""
+        trainer = self.trainer
+        if trainer.max_epochs == -1:
+            return float("inf") if trainer.max_steps == -1 else trainer.max_steps
+        if trainer.train_dataloader is None:
+            trainer.fit_loop.setup_data()
+        batches = self.epoch_batches()
+        if batches == float("inf"):
+            return trainer.max_steps
+        steps = math.ceil(batches / self.accumulate) * max(trainer.max_epochs, 1)
+        return min(steps, trainer.max_steps) if trainer.max_steps != -1 else steps
 
     def _shared_store(self, data, augmented: bool) -> TeacherOutputStore | None:
         """The store of this run's teacher tables beside the teacher's weights, keyed by what
@@ -170,7 +204,7 @@ class DistillationModule(L.LightningModule):
         epoch = data.epoch_now()
         whole = -(-len(data.train_set) // data.batch_size)
         loader = self.trainer.train_dataloader
-        if (self.trainer.num_training_batches < whole  # --fast, limit_train_batches
+        if (self.epoch_batches() < whole  # --fast, limit_train_batches
                 or not isinstance(getattr(loader, "sampler", None), EpochSampler)):  # overfit_
             self.teacher_cache.table = None  # batches: other batches than the table's
             return
@@ -209,6 +243,23 @@ class DistillationModule(L.LightningModule):
         self.rng_at_fit = None
         # per term, once a fit (the objectives are bound): whether it reads the global batch
         self.reads_global = [several and reads_global_batch(t.objective) for t in self.terms]
+        data = self.trainer.datamodule
+        if data is not None and stage == "fit":
+            data.group_budget = GROUP_BYTES if self.groups_batches() else 0
+
+    def teardown(self, stage: str) -> None:
+        data = self.trainer.datamodule
+        if data is not None:
+            data.group_budget = 0  # the data module's loader is one batch at a time again
+
+    def groups_batches(self) -> bool:
+        """Whether a Lightning step may take several batches: in one process without DDP's
+        wrapper (one backward per forward of the wrapped module) and where every epoch runs all
+        its batches (Lightning's limits and ``max_steps`` count Lightning steps)."""
+        t = self.trainer
+        return (isinstance(t.strategy, SingleDeviceStrategy) and t.max_steps == -1
+                and not t.fast_dev_run and not t.overfit_batches
+                and isinstance(t.limit_train_batches, float) and t.limit_train_batches == 1.0)
 
     def on_train_start(self):
         # restored here, after everything a resumed fit does before its first batch, so the
@@ -231,6 +282,36 @@ class DistillationModule(L.LightningModule):
         return self.kind.step(self, batch)
 
     def training_step(self, batch, batch_idx):
+        """One optimiser step per batch (of a :class:`BatchGroup`, several in one Lightning
+        step): the loss, backward, gradient clipping, the step every ``accumulate`` batches of
+        the epoch and at its end (Lightning's accumulation), the teacher's update after each
+        step, and the schedule's step after the epoch's last batch."""
+        trainer = self.trainer
+        optimizer = self.optimizers()
+        batches = batch if isinstance(batch, BatchGroup) else [batch]
+        loader = trainer.train_dataloader
+        first = batch_idx * (loader.size if isinstance(loader, BatchGroups) else 1)
+        epoch_ends = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        for k, one in enumerate(batches):
+            position, last = first + k, epoch_ends and k == len(batches) - 1
+            loss = self.batch_loss(one, last)
+            if position % self.accumulate == 0:
+                optimizer.zero_grad()
+            self.manual_backward(loss / self.accumulate if self.accumulate > 1 else loss)
+            if (position + 1) % self.accumulate and not last:
+                continue
+            if self.gradient_clip:
+                self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip,
+                                    gradient_clip_algorithm="norm")
+            optimizer.step()
+            if self.teacher is not None:
+                self.teacher.after_student_step(self.student)
+        if epoch_ends and self.lr_schedulers() is not None:
+            self.lr_schedulers().step()
+
+    def batch_loss(self, batch, epoch_ends: bool = False) -> torch.Tensor:
+        """The weighted sum of the terms on one batch, recorded for the epoch's means (logged
+        with the epoch's last batch, ``epoch_ends``); a non-finite sum stops the run."""
         step = self.make_step(batch)
         trainer = self._trainer  # None when a step is taken by hand
         several = trainer is not None and trainer.world_size > 1
@@ -238,7 +319,7 @@ class DistillationModule(L.LightningModule):
             step.processes, step.rank = trainer.world_size, trainer.global_rank
         reads_global = self.reads_global if several else [False] * len(self.terms)
         whole = global_step(step, self) if any(reads_global) else None
-        total = 0.0
+        total = None
         logs = {}
         for term, global_batch in zip(self.terms, reads_global):
             out = term.objective(whole if global_batch else step)
@@ -247,15 +328,15 @@ class DistillationModule(L.LightningModule):
             for name, value in parts.items():
                 label = f"{term.label}/{name}" if name else term.label
                 logs[f"train/{label}"] = value.detach()
-                total = total + weight * value
+                total = _plus(total, value if weight == 1 else weight * value)
         if self.teacher is not None:
             for name, value in self.teacher.loss(step).items():
                 logs[f"train/teacher/{name}"] = value.detach()
-                total = total + value
+                total = _plus(total, value)
         # one check (one device sync) per step, not one per term; under several processes all
         # stop at the same step when the loss of any is not finite (a process stopping alone
         # would leave the others waiting in their next collective until the group's timeout)
-        finite = bool(torch.isfinite(total))
+        finite = math.isfinite(total.item())
         if not on_every_rank(finite):
             where = f"at epoch {step.epoch}, step {step.global_step}"
             if finite:
@@ -269,7 +350,7 @@ class DistillationModule(L.LightningModule):
                             f"weight")
         logs["train/loss"] = total.detach()
         self.epoch_terms.add(logs, len(step.labels))
-        if trainer is not None and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+        if epoch_ends:
             self.log_epoch_terms()
         return total
 
@@ -284,10 +365,6 @@ class DistillationModule(L.LightningModule):
 
     def on_train_epoch_end(self):
         self.log_epoch_terms()  # an epoch cut short (max_steps, max_time) has no last batch
-
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        if self.teacher is not None:
-            self.teacher.after_student_step(self.student)
 
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Class scores for evaluation: the first objective's ``predict`` (e.g. prototypes), else

@@ -237,7 +237,9 @@ def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> 
     """The Trainer of one stage: CSV logs and an epoch-end checkpoint (``last_checkpoint``) in
     ``run_dir``, written atomically, so an interrupted stage resumes from its last finished epoch."""
     keep_freed_memory()
-    trainer_args = _trainer_args(exp.trainer)
+    # the module takes its optimiser steps: it clips and accumulates (build_module gives it both)
+    trainer_args = {k: v for k, v in _trainer_args(exp.trainer).items()
+                    if k != "accumulate_grad_batches"}
     if plan.fast:
         trainer_args.update(limit_train_batches=3, limit_val_batches=2)
     return L.Trainer(
@@ -255,7 +257,6 @@ def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> 
         use_distributed_sampler=False,  # the data module shares each epoch (EpochSampler)
         enable_progress_bar=plan.progress_bar,
         enable_model_summary=False, num_sanity_val_steps=0,
-        gradient_clip_val=exp.train.gradient_clip,
         **trainer_args)
 
 

@@ -1,0 +1,121 @@
+"""The engine's optimiser steps: one per batch whether Lightning hands the batches one at a time
+or in groups, with the file's gradient clipping, accumulation and schedule."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from distill.config import load_experiment
+from distill.data.batch_groups import MOST, BatchGroups, group_size
+from distill.engine.build import seeded
+from distill.engine.stage import RunPlan, fit
+from test_engine import TINY, built, trainer
+
+TRAIN = "train: {epochs: 2, optimizer: {name: sgd, lr: 0.05}}"
+
+
+def tiny_file(tmp_path, train: str = TRAIN, extra: str = "") -> str:
+    f = tmp_path / "tiny.yaml"
+    f.write_text(TINY.replace(TRAIN, train) + extra)
+    return f
+
+
+class Seen(Callback):
+    """The learning rate at each epoch's start, the gradients' norm at each optimiser step and
+    the number of Lightning steps."""
+
+    def __init__(self):
+        self.lrs, self.norms, self.lightning_steps = [], [], 0
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.lightning_steps += 1
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        grads = [p.grad for p in pl_module.student.parameters() if p.grad is not None]
+        self.norms.append(float(torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(g) for g in grads]))))
+
+
+def trained(file, grouped: bool, epochs: int = 2):
+    seeded(0)
+    module, data = built(file, "kd")
+    if not grouped:
+        module.groups_batches = lambda: False
+    seen = Seen()
+    t = trainer(max_epochs=epochs, callbacks=[seen])
+    t.fit(module, datamodule=data)
+    return module, t, seen
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_batches_in_groups_train_exactly_as_one_batch_a_step(tmp_path, accumulate):
+    file = tiny_file(tmp_path, "train: {epochs: 2, optimizer: {name: sgd, lr: 0.05}, "
+                               "schedule: cosine}",
+                     f"trainer: {{accumulate_grad_batches: {accumulate}}}\n")
+    one, t_one, seen_one = trained(file, grouped=False)
+    grouped, t_grouped, seen_grouped = trained(file, grouped=True)
+    batches = math.ceil(len(built(file)[1].train_set) / 64)  # 23 an epoch, 12 steps with 2
+    steps = 2 * math.ceil(batches / accumulate)
+    assert len(seen_one.norms) == len(seen_grouped.norms) == steps
+    assert seen_one.lightning_steps == 2 * batches
+    assert seen_grouped.lightning_steps == 2  # one group an epoch: its 23 batches at once
+    for (name, a), b in zip(one.state_dict().items(), grouped.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert seen_one.norms == seen_grouped.norms
+    for key in ("train/loss", "train/kd", "val/acc"):
+        assert float(t_one.callback_metrics[key]) == float(t_grouped.callback_metrics[key])
+    assert t_one.global_step == t_grouped.global_step == steps
+    assert grouped.planned_steps() == steps  # counted in batches, not Lightning steps
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_the_schedule_steps_once_an_epoch(tmp_path, grouped):
+    file = tiny_file(tmp_path, "train: {epochs: 3, optimizer: {name: sgd, lr: 0.05}, "
+                               "schedule: cosine}")
+    _, _, seen = trained(file, grouped, epochs=3)
+    assert seen.lrs == pytest.approx([0.05 * (1 + math.cos(math.pi * e / 3)) / 2
+                                      for e in range(3)])
+
+
+def test_the_files_gradient_clip_bounds_every_steps_gradient_norm(tmp_path):
+    _, _, free = trained(tiny_file(tmp_path), grouped=True)
+    assert max(free.norms) > 0.2
+    _, _, clipped = trained(tiny_file(tmp_path, "train: {epochs: 2, optimizer: {name: sgd, "
+                                                "lr: 0.05}, gradient_clip: 0.2}"), grouped=True)
+    assert max(clipped.norms) <= 0.2 * (1 + 1e-5)
+    assert clipped.norms[0] == pytest.approx(0.2, rel=1e-5)  # the first is clipped
+
+
+def test_accumulated_half_batches_step_as_the_whole_batch(tmp_path):
+    """Two batches of 32 with ``accumulate_grad_batches: 2`` take the same steps as the batches
+    of 64 they make up (the same order of samples; CE is a mean over the batch)."""
+    results = {}
+    for batch, accumulate, limit in ((64, 1, 3), (32, 2, 6)):
+        text = TINY.replace("batch_size: 64", f"batch_size: {batch}") + (
+            f"trainer: {{accumulate_grad_batches: {accumulate}, limit_train_batches: {limit}, "
+            f"accelerator: cpu}}\n")
+        f = tmp_path / f"b{batch}.yaml"
+        f.write_text(text)
+        exp = load_experiment(str(f), [], ["ce-only"]).variants["ce-only"]
+        _, module = fit(exp, 0, tmp_path / f"run{batch}", "t", RunPlan(interactive=False))
+        results[batch] = (module.student.state_dict(), module.trainer.global_step)
+    (whole, whole_steps), (halves, half_steps) = results[64], results[32]
+    assert whole_steps == half_steps == 2 * 3
+    for name, value in whole.items():
+        assert torch.allclose(value, halves[name], atol=1e-6), name
+
+
+def test_a_group_holds_the_batches_that_fit_its_bytes_and_the_last_is_shorter():
+    item = (torch.zeros(10), torch.tensor(1))  # 40 + 8 bytes a sample
+    assert group_size(item, 4, 48 * 4 * 3) == 3
+    assert group_size(item, 4, 10) == 1  # a batch larger than the budget: one a step
+    assert group_size(item, 1, 1 << 30) == MOST
+    groups = BatchGroups(list(range(7)), 3)
+    assert len(groups) == 3 and groups.batches == 7
+    assert [list(g) for g in groups] == [[0, 1, 2], [3, 4, 5], [6]]
