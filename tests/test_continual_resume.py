@@ -36,6 +36,7 @@ train:
   schedule: cosine
 continual: {tasks: 3, setting: task-incremental}
 objectives: [{name: supcon, temperature: 0.1}, {name: prd}]
+checkpoint_seconds: 0
 """
 RUN = Path("tiny_seq") / "default" / "seed0"
 
@@ -202,6 +203,7 @@ train:
   optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
   schedule: cosine
 objectives: [{name: ce}]
+checkpoint_seconds: 0
 """
 
 

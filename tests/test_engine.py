@@ -303,15 +303,17 @@ def test_validate_every_measures_each_nth_epoch_and_the_last(tmp_path, capsys):
     assert m["epochs"] == 4 and len(m["history"]) == 2 and m["top1"] == m["history"][-1]
 
 
-def test_epochs_that_do_not_validate_still_write_their_checkpoint(tmp_path):
+def epoch_start_checkpoints(tmp_path, text: str, seconds_an_epoch: float | None = None):
+    """The epoch held by the stage's checkpoint at each epoch's start and after the fit, and the
+    module; ``seconds_an_epoch``: the checkpoint's clock moves that much an epoch."""
     from lightning.pytorch.callbacks import Callback
 
+    from distill.engine.epoch_checkpoint import EpochCheckpoint
     from distill.engine.stage import RunPlan, checkpoint_epoch, last_checkpoint, stage_trainer
 
     f = tmp_path / "every.yaml"
     f.write_text(TINY.split("teacher:")[0] + "student:\n  net: {name: mlp, hidden: [32]}\n"
-                 "train: {epochs: 3, validate_every: 3, optimizer: {name: sgd, lr: 0.05}}\n"
-                 "objectives: [{name: ce}]\n")
+                 + text + "objectives: [{name: ce}]\n")
     exp = load_experiment(str(f)).variants["default"]
     run = tmp_path / "run"
     seen = []
@@ -324,10 +326,64 @@ def test_epochs_that_do_not_validate_still_write_their_checkpoint(tmp_path):
     data = build_data(exp, 0)
     module = build_module(exp, data, None)
     t = stage_trainer(exp, run, "probe", RunPlan(fast=False, interactive=False))
+    if seconds_an_epoch is not None:
+        checkpoints = next(c for c in t.callbacks if isinstance(c, EpochCheckpoint))
+        checkpoints.clock = lambda: seconds_an_epoch * len(seen)  # epochs started
     t.callbacks.append(Probe())
     t.fit(module, datamodule=data)
+    return seen + [checkpoint_epoch(last_checkpoint(run))], module
+
+
+def test_epochs_that_do_not_validate_still_write_their_checkpoint(tmp_path):
+    seen, module = epoch_start_checkpoints(
+        tmp_path, "train: {epochs: 3, validate_every: 3, optimizer: {name: sgd, lr: 0.05}}\n"
+                  "checkpoint_seconds: 0\n")
     assert len(module.history) == 1  # measured once, after the last epoch
-    assert seen == [None, 0, 1]  # yet each epoch left its checkpoint
+    assert seen == [None, 0, 1, 2]  # yet each epoch left its checkpoint
+
+
+@pytest.mark.parametrize("seconds, written", [("", [None, None, None, None, 3]),
+                                              ("checkpoint_seconds: 10\n", [None, None, 1, 1, 3]),
+                                              ("checkpoint_seconds: 5\n", [None, 0, 1, 2, 3])])
+def test_a_checkpoint_is_written_once_its_seconds_passed_and_after_the_last_epoch(
+        tmp_path, seconds, written):
+    """Epochs of 6 s: with 10 s between checkpoints the second and the last write one; with
+    5 s each; at the default (10 s) epochs of a fraction of a second write the last one only."""
+    epoch = 6.0 if seconds else None
+    seen, _ = epoch_start_checkpoints(
+        tmp_path, "train: {epochs: 4, optimizer: {name: sgd, lr: 0.05}}\n" + seconds, epoch)
+    assert seen == written
+
+
+def test_the_first_processs_clock_decides_whether_every_process_saves(tmp_path):
+    """Saving is collective: each process saves when the first one's clock says so."""
+    from types import SimpleNamespace
+
+    from distill.engine.epoch_checkpoint import EpochCheckpoint
+
+    saved = []
+
+    def trainer(first_says: bool):
+        progress = SimpleNamespace(current=SimpleNamespace(processed=1))
+        return SimpleNamespace(max_epochs=5, max_steps=-1, global_step=3, should_stop=False,
+                               fit_loop=SimpleNamespace(epoch_progress=progress),
+                               strategy=SimpleNamespace(broadcast=lambda due: first_says),
+                               save_checkpoint=saved.append)
+
+    EpochCheckpoint(tmp_path / "due", seconds=0).on_train_epoch_end(trainer(False), None)
+    assert saved == []
+    EpochCheckpoint(tmp_path / "not", seconds=1e9).on_train_epoch_end(trainer(True), None)
+    assert saved == [tmp_path / "not"]
+
+
+def test_the_checkpoint_interval_is_not_part_of_a_runs_configuration(tiny):
+    """A run resumes under another interval: it changes when the state is saved, not a number."""
+    from distill.engine.stage import resolved_config
+
+    exp = load_experiment(str(tiny)).variants["kd"]
+    other = exp.model_copy(update={"checkpoint_seconds": 0.0})
+    assert resolved_config(other, 0) == resolved_config(exp, 0)
+    assert "checkpoint_seconds" not in resolved_config(exp, 0)
 
 
 def test_validate_every_at_its_default_leaves_the_recorded_recipe_as_it_was():

@@ -119,3 +119,29 @@ def test_a_group_holds_the_batches_that_fit_its_bytes_and_the_last_is_shorter():
     groups = BatchGroups(list(range(7)), 3)
     assert len(groups) == 3 and groups.batches == 7
     assert [list(g) for g in groups] == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def test_an_objective_with_a_hook_at_every_batch_sees_every_batch(tmp_path):
+    from distill.engine.module import Term
+    from distill.objectives.base import Objective
+
+    class Counts(Objective):
+        registered_name = "counts"
+
+        def __init__(self):
+            super().__init__()
+            self.ends = 0
+
+        def forward(self, step):
+            return step.student.logits.sum() * 0
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.ends += 1
+
+    seeded(0)
+    module, data = built(tiny_file(tmp_path), "ce-only")
+    counts = Counts()
+    module.terms.append(Term("counts", counts, 1.0))
+    module.objectives.append(counts)
+    trainer(max_epochs=1).fit(module, datamodule=data)
+    assert counts.ends == math.ceil(len(data.train_set) / 64)

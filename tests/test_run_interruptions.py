@@ -25,6 +25,7 @@ train: {epochs: 4, optimizer: {name: sgd, lr: 0.05, momentum: 0.9}}
 objectives: [{name: ce}]
 """
 RUN = Path("logged") / "default" / "seed0"
+EVERY_EPOCH = "checkpoint_seconds: 0\n"  # a checkpoint at each epoch's end, for the kills below
 
 # the CLI, killing its own process with SIGKILL when epoch 3 starts (epochs 0-2 checkpointed)
 KILL_AT_EPOCH_3 = """
@@ -46,11 +47,11 @@ def distill(*args, code: str | None = None) -> subprocess.CompletedProcess:
 
 
 def whole_and_resumed(tmp_path: Path, name: str, text: str) -> tuple[Path, Path, Path]:
-    """The experiment ``text`` (named ``name``, one variant, seed 0) run uninterrupted into
-    ``whole``, and into ``broken`` killed as epoch 3 starts, then run again; with the run's
-    folder under each."""
+    """The experiment ``text`` (named ``name``, one variant, seed 0, a checkpoint every epoch) run
+    uninterrupted into ``whole``, and into ``broken`` killed as epoch 3 starts, then run again;
+    with the run's folder under each."""
     f = tmp_path / f"{name}.yaml"
-    f.write_text(text)
+    f.write_text(text + EVERY_EPOCH)
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     assert distill("run", f, "--out", whole).returncode == 0
     assert distill("run", f, "--out", broken, code=KILL_AT_EPOCH_3).returncode == -9
@@ -60,7 +61,7 @@ def whole_and_resumed(tmp_path: Path, name: str, text: str) -> tuple[Path, Path,
 
 def test_a_resumed_stage_keeps_every_epoch_of_its_log(tmp_path):
     f = tmp_path / "logged.yaml"
-    f.write_text(SINGLE)
+    f.write_text(SINGLE + EVERY_EPOCH)
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     assert distill("run", f, "--out", whole).returncode == 0
     killed = distill("run", f, "--out", broken, code=KILL_AT_EPOCH_3)

@@ -196,6 +196,10 @@ class Experiment(Strict):
                                                          "frozen teacher's networks")
     continual: ContinualSpec | None = None
     evaluate: list[Named] = Field(default_factory=list)
+    checkpoint_seconds: float = Field(
+        10.0, ge=0, le=1e9, allow_inf_nan=False, strict=True,
+        description="seconds of training at least between a stage's epoch-end checkpoints (0: "
+                    "every epoch); the last epoch's is always written")
     loggers: list[Literal["csv", "tensorboard", "mlflow", "wandb"]] = Field(
         default_factory=lambda: ["csv"], min_length=1,
         description="Lightning loggers of every stage; the CSV log is always written")

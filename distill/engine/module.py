@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
@@ -31,6 +32,7 @@ from teachers.role import TeacherRole
 
 
 GROUP_BYTES = 4 << 20  # training batches' bytes one Lightning step may take (BatchGroups)
+PER_BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end")  # called once a group
 
 
 def _plus(total: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
@@ -254,11 +256,14 @@ class DistillationModule(L.LightningModule):
 
     def groups_batches(self) -> bool:
         """Whether a Lightning step may take several batches: in one process without DDP's
-        wrapper (one backward per forward of the wrapped module) and where every epoch runs all
-        its batches (Lightning's limits and ``max_steps`` count Lightning steps)."""
+        wrapper (one backward per forward of the wrapped module), where every epoch runs all its
+        batches (Lightning's limits and ``max_steps`` count Lightning steps) and no objective
+        has a hook of its own at each batch's start or end."""
         t = self.trainer
+        per_batch = any(getattr(type(o), hook) is not getattr(Callback, hook)
+                        for o in self.objectives for hook in PER_BATCH_HOOKS)
         return (isinstance(t.strategy, SingleDeviceStrategy) and t.max_steps == -1
-                and not t.fast_dev_run and not t.overfit_batches
+                and not t.fast_dev_run and not t.overfit_batches and not per_batch
                 and isinstance(t.limit_train_batches, float) and t.limit_train_batches == 1.0)
 
     def on_train_start(self):

@@ -26,9 +26,10 @@ class EpochLine(Callback):
         self.validated = not trainer.sanity_checking
 
     def on_train_epoch_end(self, trainer, pl_module):
+        # in every process: reading them reduces the epoch's values across the processes
+        m = trainer.callback_metrics
         if not trainer.is_global_zero:  # one line per epoch, however many processes train
             return
-        m = trainer.callback_metrics
         parts = [f"[{self.label}] epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
         headline = f"val/{pl_module.kind.headline}" if hasattr(pl_module, "kind") else "val/acc"
         for key, fmt in (("train/loss", ".4f"), (headline, ".2f")):

@@ -19,7 +19,6 @@ from pathlib import Path
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 from distill.atomic_write import atomic_write_text
 from distill.config.schema import Experiment
@@ -28,6 +27,7 @@ from distill.engine.module import DistillationModule
 from distill.engine.acceleration import accelerate
 from distill.engine.allocator import keep_freed_memory
 from distill.engine.checkpoint_io import SafeCheckpointIO
+from distill.engine.epoch_checkpoint import EpochCheckpoint
 from distill.engine.epoch_log import EpochLog
 from distill.engine.process_rank import STRATEGIES, is_writer, several
 from distill.engine.progress import progress_callbacks
@@ -167,7 +167,8 @@ class RunPlan:
 
 def resolved_config(exp: Experiment, seed: int) -> str:
     return yaml.safe_dump({**exp.model_dump(mode="json", by_alias=True,
-                                             exclude={"variants", "sweep", "loggers"}),
+                                             exclude={"variants", "sweep", "loggers",
+                                                      "checkpoint_seconds"}),
                            "seed": seed}, sort_keys=False)
 
 
@@ -247,10 +248,8 @@ def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> 
         default_root_dir=str(run_dir),
         logger=[EpochLog(run_dir, through_epoch=checkpoint_epoch(last_checkpoint(run_dir))),
                 *other_loggers(exp, run_dir, label)],
-        # at the end of every training epoch, whether or not it measured the test set
-        callbacks=[ModelCheckpoint(dirpath=str(last_checkpoint(run_dir).parent), filename="last",
-                                   save_top_k=1, enable_version_counter=False,
-                                   save_on_train_epoch_end=True),
+        # at the end of a training epoch, whether or not it measured the test set
+        callbacks=[EpochCheckpoint(last_checkpoint(run_dir), exp.checkpoint_seconds),
                    ValidationSchedule(exp.train.validate_every),
                    *progress_callbacks(label, plan.progress_bar)],
         plugins=[SafeCheckpointIO()],
