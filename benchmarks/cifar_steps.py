@@ -140,7 +140,7 @@ def plain(path: Path, clock: StepClock) -> None:
 
 def workbench(path: Path, clock: StepClock, out: Path) -> None:
     """The stage a ``distill run`` trains (its trainer, checkpoints and logs), timed by a
-    callback."""
+    callback at each optimiser step."""
     from lightning.pytorch.callbacks import Callback
 
     from distill.config import load_experiment
@@ -150,8 +150,8 @@ def workbench(path: Path, clock: StepClock, out: Path) -> None:
     class Stop(Exception):
         pass
 
-    class Clocked(Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+    class Clocked(Callback):  # at every optimiser step (a Lightning step may take several)
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
             if not clock.tick():
                 raise Stop
 

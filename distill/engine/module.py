@@ -31,7 +31,7 @@ from students.taps import Tapped
 from teachers.role import TeacherRole
 
 
-GROUP_BYTES = 4 << 20  # training batches' bytes one Lightning step may take (BatchGroups)
+GROUP_BYTES = 1 << 20  # training batches' bytes one Lightning step may take (BatchGroups)
 PER_BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end")  # called once a group
 
 
