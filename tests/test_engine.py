@@ -281,7 +281,7 @@ def test_a_checkpoint_holds_each_tensor_once(tmp_path):
     assert module.teacher is not None and tensor_bytes(ckpt["state_dict"]) == model
     assert ckpt["teacher_digest"] == module.teacher_digest
     # everything else: optimiser state (momentum buffers), the generators' state and
-    # ModelCheckpoint's own scalar
+    # whatever small state the callbacks keep
     assert tensor_bytes(ckpt["callbacks"]) <= 16
     assert tensor_bytes(ckpt) - model == tensor_bytes(ckpt["optimizer_states"]) + \
         tensor_bytes(ckpt["rng_state"]) + tensor_bytes(ckpt["callbacks"])
@@ -342,14 +342,13 @@ def test_epochs_that_do_not_validate_still_write_their_checkpoint(tmp_path):
     assert seen == [None, 0, 1, 2]  # yet each epoch left its checkpoint
 
 
-@pytest.mark.parametrize("seconds, written", [("", [None, None, None, None, 3]),
-                                              ("checkpoint_seconds: 10\n", [None, None, 1, 1, 3]),
-                                              ("checkpoint_seconds: 5\n", [None, 0, 1, 2, 3])])
+@pytest.mark.parametrize("seconds, epoch, written", [
+    ("", 0.5, [None, None, None, None, 3]), ("checkpoint_seconds: 10\n", 6.0, [None, None, 1, 1, 3]),
+    ("checkpoint_seconds: 5\n", 6.0, [None, 0, 1, 2, 3])])
 def test_a_checkpoint_is_written_once_its_seconds_passed_and_after_the_last_epoch(
-        tmp_path, seconds, written):
+        tmp_path, seconds, epoch, written):
     """Epochs of 6 s: with 10 s between checkpoints the second and the last write one; with
-    5 s each; at the default (10 s) epochs of a fraction of a second write the last one only."""
-    epoch = 6.0 if seconds else None
+    5 s each; at the default (10 s) epochs of half a second write the last one only."""
     seen, _ = epoch_start_checkpoints(
         tmp_path, "train: {epochs: 4, optimizer: {name: sgd, lr: 0.05}}\n" + seconds, epoch)
     assert seen == written
@@ -368,7 +367,7 @@ def test_the_first_processs_clock_decides_whether_every_process_saves(tmp_path):
         return SimpleNamespace(max_epochs=5, max_steps=-1, global_step=3, should_stop=False,
                                fit_loop=SimpleNamespace(epoch_progress=progress),
                                strategy=SimpleNamespace(broadcast=lambda due: first_says),
-                               save_checkpoint=saved.append)
+                               save_checkpoint=saved.append, callback_metrics={})
 
     EpochCheckpoint(tmp_path / "due", seconds=0).on_train_epoch_end(trainer(False), None)
     assert saved == []

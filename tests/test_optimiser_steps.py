@@ -24,22 +24,23 @@ def tiny_file(tmp_path, train: str = TRAIN, extra: str = "") -> str:
 
 
 class Seen(Callback):
-    """The learning rate at each epoch's start, the gradients' norm at each optimiser step and
-    the number of Lightning steps."""
+    """The learning rate at each epoch's start, the gradients' norm and largest value as the
+    optimiser steps (after clipping) and the number of Lightning steps."""
 
     def __init__(self):
-        self.lrs, self.norms, self.lightning_steps = [], [], 0
+        self.lrs, self.norms, self.largest, self.lightning_steps = [], [], [], 0
+
+    def stepping(self, pl_module):
+        grads = [p.grad for p in pl_module.student.parameters() if p.grad is not None]
+        self.norms.append(float(torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(g) for g in grads]))))
+        self.largest.append(max(float(g.abs().max()) for g in grads))
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.lightning_steps += 1
-
-    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        grads = [p.grad for p in pl_module.student.parameters() if p.grad is not None]
-        self.norms.append(float(torch.linalg.vector_norm(torch.stack(
-            [torch.linalg.vector_norm(g) for g in grads]))))
 
 
 def trained(file, grouped: bool, epochs: int = 2):
@@ -48,13 +49,27 @@ def trained(file, grouped: bool, epochs: int = 2):
     if not grouped:
         module.groups_batches = lambda: False
     seen = Seen()
+    clipping = module.on_before_optimizer_step
+
+    def clipped(optimizer):  # the gradients as the optimiser takes them
+        clipping(optimizer)
+        seen.stepping(module)
+
+    module.on_before_optimizer_step = clipped
     t = trainer(max_epochs=epochs, callbacks=[seen])
     t.fit(module, datamodule=data)
     return module, t, seen
 
 
-@pytest.mark.parametrize("accumulate", [1, 2])
-def test_batches_in_groups_train_exactly_as_one_batch_a_step(tmp_path, accumulate):
+@pytest.mark.parametrize("accumulate, group", [(1, None), (2, None), (2, 3)])
+def test_batches_in_groups_train_exactly_as_one_batch_a_step(tmp_path, monkeypatch, accumulate,
+                                                             group):
+    """Groups of a whole epoch, or (``group``) of 3 batches, 8 an epoch, across which the
+    accumulation windows of 2 run."""
+    from distill.engine import module as engine_module
+
+    if group is not None:
+        monkeypatch.setattr(engine_module, "GROUP_BYTES", group * 64 * (64 * 4 + 8))
     file = tiny_file(tmp_path, "train: {epochs: 2, optimizer: {name: sgd, lr: 0.05}, "
                                "schedule: cosine}",
                      f"trainer: {{accumulate_grad_batches: {accumulate}}}\n")
@@ -64,7 +79,7 @@ def test_batches_in_groups_train_exactly_as_one_batch_a_step(tmp_path, accumulat
     steps = 2 * math.ceil(batches / accumulate)
     assert len(seen_one.norms) == len(seen_grouped.norms) == steps
     assert seen_one.lightning_steps == 2 * batches
-    assert seen_grouped.lightning_steps == 2  # one group an epoch: its 23 batches at once
+    assert seen_grouped.lightning_steps == 2 * (math.ceil(batches / group) if group else 1)
     for (name, a), b in zip(one.state_dict().items(), grouped.state_dict().values()):
         assert torch.equal(a, b), name
     assert seen_one.norms == seen_grouped.norms
@@ -83,13 +98,16 @@ def test_the_schedule_steps_once_an_epoch(tmp_path, grouped):
                                       for e in range(3)])
 
 
-def test_the_files_gradient_clip_bounds_every_steps_gradient_norm(tmp_path):
+def test_the_files_gradient_clip_bounds_every_steps_gradient_norm_or_values(tmp_path):
     _, _, free = trained(tiny_file(tmp_path), grouped=True)
-    assert max(free.norms) > 0.2
-    _, _, clipped = trained(tiny_file(tmp_path, "train: {epochs: 2, optimizer: {name: sgd, "
-                                                "lr: 0.05}, gradient_clip: 0.2}"), grouped=True)
+    assert max(free.norms) > 0.2 and max(free.largest) > 0.02
+    clip = "train: {epochs: 2, optimizer: {name: sgd, lr: 0.05}, gradient_clip: %s}"
+    _, _, clipped = trained(tiny_file(tmp_path, clip % 0.2), grouped=True)
     assert max(clipped.norms) <= 0.2 * (1 + 1e-5)
     assert clipped.norms[0] == pytest.approx(0.2, rel=1e-5)  # the first is clipped
+    _, _, by_value = trained(tiny_file(tmp_path, clip % 0.02,
+                                       "trainer: {gradient_clip_algorithm: value}\n"), grouped=True)
+    assert max(by_value.largest) <= 0.02 * (1 + 1e-6) and max(by_value.norms) > 0.2
 
 
 def test_accumulated_half_batches_step_as_the_whole_batch(tmp_path):

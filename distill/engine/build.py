@@ -246,7 +246,8 @@ def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
                               exp.train.schedule.model_dump(), task=task, kind=data.kind,
                               cache_plan=cache_plan(exp, data, teacher_weights),
                               gradient_clip=exp.train.gradient_clip,
-                              accumulate=exp.trainer.get("accumulate_grad_batches", 1))
+                              accumulate=exp.trainer.get("accumulate_grad_batches", 1),
+                              clip_algorithm=exp.trainer.get("gradient_clip_algorithm", "norm"))
 
 
 def check_probed(exp: Experiment, s_out: ModelOutput, t_out: ModelOutput | None,

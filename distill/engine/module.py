@@ -69,11 +69,13 @@ class DistillationModule(L.LightningModule):
     def __init__(self, student: Tapped, teacher: TeacherRole | None, terms: list[Term],
                  num_classes: int, epochs: int, optimizer: dict, schedule: dict, task: int = 0,
                  kind: TaskKind | None = None, cache_plan: CachePlan | None = None,
-                 gradient_clip: float | None = None, accumulate: int = 1):
+                 gradient_clip: float | None = None, accumulate: int = 1,
+                 clip_algorithm: str = "norm"):
         super().__init__()
         # the engine takes the optimiser steps (several batches may come in one Lightning step)
         self.automatic_optimization = False
         self.gradient_clip, self.accumulate = gradient_clip, accumulate
+        self.clip_algorithm = clip_algorithm  # norm or value (the file's trainer key)
         self.student = student
         self.teacher = teacher
         self.objectives = nn.ModuleList(t.objective for t in terms)
@@ -288,7 +290,7 @@ class DistillationModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         """One optimiser step per batch (of a :class:`BatchGroup`, several in one Lightning
-        step): the loss, backward, gradient clipping, the step every ``accumulate`` batches of
+        step): the loss, backward, the (clipped) step every ``accumulate`` batches of
         the epoch and at its end (Lightning's accumulation), the teacher's update after each
         step, and the schedule's step after the epoch's last batch."""
         trainer = self.trainer
@@ -305,14 +307,18 @@ class DistillationModule(L.LightningModule):
             self.manual_backward(loss / self.accumulate if self.accumulate > 1 else loss)
             if (position + 1) % self.accumulate and not last:
                 continue
-            if self.gradient_clip:
-                self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip,
-                                    gradient_clip_algorithm="norm")
-            optimizer.step()
+            optimizer.step()  # clipped in on_before_optimizer_step
             if self.teacher is not None:
                 self.teacher.after_student_step(self.student)
         if epoch_ends and self.lr_schedulers() is not None:
             self.lr_schedulers().step()
+
+    def on_before_optimizer_step(self, optimizer):
+        """Clips the gradients where Lightning's automatic loop did: after the precision's
+        unscaling and the callbacks' own hook."""
+        if self.gradient_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip,
+                                gradient_clip_algorithm=self.clip_algorithm)
 
     def batch_loss(self, batch, epoch_ends: bool = False) -> torch.Tensor:
         """The weighted sum of the terms on one batch, recorded for the epoch's means (logged

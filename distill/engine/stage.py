@@ -238,9 +238,9 @@ def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> 
     """The Trainer of one stage: CSV logs and an epoch-end checkpoint (``last_checkpoint``) in
     ``run_dir``, written atomically, so an interrupted stage resumes from its last finished epoch."""
     keep_freed_memory()
-    # the module takes its optimiser steps: it clips and accumulates (build_module gives it both)
+    # the module takes its optimiser steps: it clips and accumulates (build_module gives it these)
     trainer_args = {k: v for k, v in _trainer_args(exp.trainer).items()
-                    if k != "accumulate_grad_batches"}
+                    if k not in ("accumulate_grad_batches", "gradient_clip_algorithm")}
     if plan.fast:
         trainer_args.update(limit_train_batches=3, limit_val_batches=2)
     return L.Trainer(
