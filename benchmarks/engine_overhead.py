@@ -5,8 +5,9 @@ loop doing the same work (same data, network, optimiser, schedule, epochs, per-e
 
 Prints, median over ``--repeats``, the seconds of each for the whole run (making the dataset and
 the network, training, the test passes; the workbench also writes its checkpoints, logs and
-records; a second workbench row writes its checkpoint at every epoch) and for the training alone (the workbench's ``trainer.fit``, its ``train_seconds``; the
-plain loop's epochs), and their ratios to the plain loop. A third row trains the same way with
+records; a second workbench row writes its checkpoint at every epoch) and for the training
+alone (the workbench's ``trainer.fit``, its ``train_seconds``; the plain loop's epochs), and their
+ratios to the plain loop. A third row trains the same way with
 the simplest LightningModule and Trainer: Lightning's own cost per step, which any engine on its
 Trainer pays. Run by hand, results in the README; never part of the tests.
 """

@@ -5,8 +5,8 @@ Lightning's Trainer costs about half a millisecond of Python per step (hooks, pr
 bookkeeping) on a CPU, whatever the step computes: more than a small network's whole step. The
 engine's ``training_step`` takes every batch of a :class:`BatchGroup` in order, each its own
 optimiser step, so the numbers are those of one batch per step and only Lightning's bookkeeping
-is paid once per group. Groups are sized by bytes (``budget`` of batch tensors, at most
-``most`` batches), so large batches stay one to a step.
+is paid once per group. Groups are sized by bytes (:func:`group_size`: a budget of batch
+tensors, at most :data:`MOST` batches), so large batches stay one to a step.
 """
 from __future__ import annotations
 

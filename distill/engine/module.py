@@ -310,8 +310,9 @@ class DistillationModule(L.LightningModule):
             optimizer.step()  # clipped in on_before_optimizer_step
             if self.teacher is not None:
                 self.teacher.after_student_step(self.student)
-        if epoch_ends and self.lr_schedulers() is not None:
-            self.lr_schedulers().step()
+        scheduler = self.lr_schedulers() if epoch_ends else None
+        if scheduler is not None:
+            scheduler.step()
 
     def on_before_optimizer_step(self, optimizer):
         """Clips the gradients where Lightning's automatic loop did: after the precision's
