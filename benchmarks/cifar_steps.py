@@ -139,10 +139,9 @@ def plain(path: Path, clock: StepClock) -> None:
 
 
 def workbench(path: Path, clock: StepClock, out: Path) -> None:
-    """The stage a ``distill run`` trains (its trainer, checkpoints and logs), timed by a
-    callback at each optimiser step."""
-    from lightning.pytorch.callbacks import Callback
-
+    """The stage a ``distill run`` trains (its trainer, checkpoints and logs), timed at each
+    optimiser step by the module's own hook (a callback's would send the steps through
+    Lightning's plumbing, see DistillationModule.steps_directly)."""
     from distill.config import load_experiment
     from distill.engine.build import build_data, build_module, build_teacher, seeded
     from distill.engine.stage import RunPlan, quiet_lightning, stage_trainer
@@ -150,18 +149,20 @@ def workbench(path: Path, clock: StepClock, out: Path) -> None:
     class Stop(Exception):
         pass
 
-    class Clocked(Callback):  # at every optimiser step (a Lightning step may take several)
-        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-            if not clock.tick():
-                raise Stop
-
     quiet_lightning()
     exp = load_experiment(str(path)).variants["default"]
     seeded(0)
     data = build_data(exp, 0)
     module = build_module(exp, data, build_teacher(exp, data, None))
+    clipping = module.on_before_optimizer_step
+
+    def clocked(optimizer):  # at every optimiser step (a Lightning step may take several)
+        if not clock.tick():
+            raise Stop
+        clipping(optimizer)
+
+    module.on_before_optimizer_step = clocked
     trainer = stage_trainer(exp, out, "bench", RunPlan(interactive=False))
-    trainer.callbacks.append(Clocked())
     try:
         trainer.fit(module, datamodule=data)
     except Stop:

@@ -7,7 +7,8 @@ Prints, median over ``--repeats``, the seconds of each for the whole run (making
 the network, training, the test passes; the workbench also writes its checkpoints, logs and
 records; a second workbench row writes its checkpoint at every epoch) and for the training
 alone (the workbench's ``trainer.fit``, its ``train_seconds``; the plain loop's epochs), and their
-ratios to the plain loop. A third row trains the same way with
+ratios to the plain loop: the median over the repeats of each repeat's ratio to the plain loop
+run just before it, and the range of the training's. A third row trains the same way with
 the simplest LightningModule and Trainer: Lightning's own cost per step, which any engine on its
 Trainer pays. Run by hand, results in the README; never part of the tests.
 """
@@ -116,22 +117,26 @@ def main():
 
     exp, every_epoch = quickstart(), quickstart("checkpoint_seconds=0")
     with tempfile.TemporaryDirectory() as tmp:
-        runs = {"plain PyTorch loop": [], "bare Lightning": [], "workbench engine": [],
-                "  checkpoints each epoch": []}
+        runs = {"plain PyTorch loop": [], "workbench engine": [], "  checkpoints each epoch": [],
+                "bare Lightning": []}
         for i in range(args.repeats):  # in turn, so a drift of the machine's speed hits all
             runs["plain PyTorch loop"].append(plain_loop(exp, 0))
             with contextlib.redirect_stdout(io.StringIO()):
-                runs["bare Lightning"].append(bare_lightning(exp, 0))
                 runs["workbench engine"].append(engine_run(exp, 0, Path(tmp) / f"r{i}"))
                 runs["  checkpoints each epoch"].append(
                     engine_run(every_epoch, 0, Path(tmp) / f"e{i}"))
+                runs["bare Lightning"].append(bare_lightning(exp, 0))
     print(f"quickstart student, ce, {args.epochs} epochs, median of {args.repeats}:")
-    print(f"  {'':24s}  whole run   training   ratio to plain (whole, training)")
-    plain = [statistics.median(r[i] for r in runs["plain PyTorch loop"]) for i in (0, 1)]
+    print(f"  {'':24s}  whole run   training   ratio to plain (whole, training; range)")
+    plain = runs["plain PyTorch loop"]
     for name, times in runs.items():
         median = [statistics.median(r[i] for r in times) for i in (0, 1)]
+        # each repeat against the plain loop of the same repeat (minutes apart, the machine's
+        # speed differs by more than the engine's cost)
+        ratios = [[t[i] / p[i] for t, p in zip(times, plain)] for i in (0, 1)]
         print(f"  {name:24s}  {median[0]:7.2f} s  {median[1]:7.2f} s   "
-              f"{median[0] / plain[0]:5.2f}  {median[1] / plain[1]:5.2f}")
+              f"{statistics.median(ratios[0]):5.2f}  {statistics.median(ratios[1]):5.2f}  "
+              f"({min(ratios[1]):.2f}-{max(ratios[1]):.2f})")
     print("  (the engine's whole run includes its checkpoints, CSV logs, environment record and "
           "metrics;\n   its checkpoint is written once its checkpoint_seconds, 10, have passed and "
           "after the last epoch,\n   the second engine row with checkpoint_seconds: 0, every "

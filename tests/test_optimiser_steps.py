@@ -1,5 +1,6 @@
 """The engine's optimiser steps: one per batch whether Lightning hands the batches one at a time
-or in groups, with the file's gradient clipping, accumulation and schedule."""
+or in groups, and whether the module or Lightning calls backward and the optimiser, with the
+file's gradient clipping, accumulation and schedule."""
 from __future__ import annotations
 
 import math
@@ -11,6 +12,8 @@ from lightning.pytorch.callbacks import Callback
 from distill.config import load_experiment
 from distill.data.batch_groups import MOST, BatchGroups, group_size
 from distill.engine.build import seeded
+from distill.engine.module import STEP_HOOKS, DistillationModule, Term
+from distill.objectives.base import Objective
 from distill.engine.stage import RunPlan, fit
 from test_engine import TINY, built, trainer
 
@@ -43,11 +46,13 @@ class Seen(Callback):
         self.lightning_steps += 1
 
 
-def trained(file, grouped: bool, epochs: int = 2):
+def trained(file, grouped: bool, epochs: int = 2, direct: bool = True):
     seeded(0)
     module, data = built(file, "kd")
     if not grouped:
         module.groups_batches = lambda: False
+    if not direct:  # through Lightning's manual_backward and optimizer.step
+        module.steps_directly = lambda: False
     seen = Seen()
     clipping = module.on_before_optimizer_step
 
@@ -139,27 +144,76 @@ def test_a_group_holds_the_batches_that_fit_its_bytes_and_the_last_is_shorter():
     assert [list(g) for g in groups] == [[0, 1, 2], [3, 4, 5], [6]]
 
 
-def test_an_objective_with_a_hook_at_every_batch_sees_every_batch(tmp_path):
-    from distill.engine.module import Term
-    from distill.objectives.base import Objective
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_steps_the_module_takes_equal_lightnings_own(tmp_path, accumulate):
+    """Backward and the (clipped) step called by the module, and through Lightning's
+    manual_backward and optimizer.step: the same weights, gradients, terms and step count."""
+    file = tiny_file(tmp_path, "train: {epochs: 2, optimizer: {name: sgd, lr: 0.05}, "
+                               "schedule: cosine, gradient_clip: 0.2}",
+                     f"trainer: {{accumulate_grad_batches: {accumulate}}}\n")
+    direct, t_direct, seen_direct = trained(file, grouped=True)
+    lightnings, t_lightnings, seen_lightnings = trained(file, grouped=True, direct=False)
+    assert direct.direct and not lightnings.direct
+    assert seen_direct.norms[0] == pytest.approx(0.2, rel=1e-5)  # clipped
+    for (name, a), b in zip(direct.state_dict().items(), lightnings.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert seen_direct.norms == seen_lightnings.norms
+    for key in ("train/loss", "train/kd", "val/acc"):
+        assert float(t_direct.callback_metrics[key]) == float(t_lightnings.callback_metrics[key])
+    batches = math.ceil(len(built(file)[1].train_set) / 64)
+    assert t_direct.global_step == t_lightnings.global_step == 2 * math.ceil(batches / accumulate)
+    assert t_direct.fit_loop.state_dict() == t_lightnings.fit_loop.state_dict()  # checkpointed
 
-    class Counts(Objective):
-        registered_name = "counts"
 
-        def __init__(self):
-            super().__init__()
-            self.ends = 0
+def counting(hook: str) -> Objective:
+    """An objective that adds nothing to the loss and counts the calls of its ``hook``."""
+    def counted(self, *args, **kwargs):
+        self.calls += 1
 
-        def forward(self, step):
-            return step.student.logits.sum() * 0
+    cls = type("Counts", (Objective,), {"registered_name": "counts", hook: counted,
+                                        "forward": lambda self, step: step.student.logits.sum() * 0})
+    objective = cls()
+    objective.calls = 0
+    return objective
 
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self.ends += 1
 
+def fit_with(tmp_path, objective: Objective) -> DistillationModule:
     seeded(0)
     module, data = built(tiny_file(tmp_path), "ce-only")
-    counts = Counts()
-    module.terms.append(Term("counts", counts, 1.0))
-    module.objectives.append(counts)
+    module.terms.append(Term("counts", objective, 1.0))
+    module.objectives.append(objective)
     trainer(max_epochs=1).fit(module, datamodule=data)
-    assert counts.ends == math.ceil(len(data.train_set) / 64)
+    return module
+
+
+def test_an_objective_with_a_hook_at_every_batch_sees_every_batch(tmp_path):
+    counts = counting("on_train_batch_end")
+    module = fit_with(tmp_path, counts)
+    assert counts.calls == module.epoch_batches() == 23
+    assert module.trainer.num_training_batches == 23  # one batch a Lightning step
+
+
+@pytest.mark.parametrize("hook", STEP_HOOKS)
+def test_an_objective_with_a_hook_around_backward_or_the_step_sees_every_step(tmp_path, hook):
+    counts = counting(hook)
+    module = fit_with(tmp_path, counts)
+    assert not module.direct and counts.calls == module.epoch_batches() == 23
+
+
+def test_lightning_calls_backward_when_the_module_has_a_hook_around_it(tmp_path):
+    calls = []
+    module, data = built(tiny_file(tmp_path), "ce-only")
+    module.__class__ = type("Hooked", (DistillationModule,),
+                            {"on_after_backward": lambda self: calls.append(1)})
+    trainer(max_epochs=1).fit(module, datamodule=data)
+    assert not module.direct and len(calls) == 23
+
+
+@pytest.mark.parametrize("args", [dict(profiler="simple"), dict(precision="bf16-mixed"),
+                                  dict(strategy="ddp", devices=2, accelerator="cpu")])
+def test_lightning_takes_the_steps_under_a_profiler_mixed_precision_or_ddp(tmp_path, args):
+    module, _ = built(tiny_file(tmp_path), "ce-only")
+    module.trainer = trainer()
+    assert module.steps_directly()
+    module.trainer = trainer(**args)
+    assert not module.steps_directly()
