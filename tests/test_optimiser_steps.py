@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 
+import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
 from distill.config import load_experiment
@@ -217,3 +219,66 @@ def test_lightning_takes_the_steps_under_a_profiler_mixed_precision_or_ddp(tmp_p
     assert module.steps_directly()
     module.trainer = trainer(**args)
     assert not module.steps_directly()
+
+
+class Automatic(L.LightningModule):
+    """The reference: a student trained on CE by Lightning's automatic optimisation (its
+    clipping, accumulation and epoch schedule), with the engine module's optimiser and
+    schedule."""
+
+    def __init__(self, engine: DistillationModule):
+        super().__init__()
+        self.engine = engine
+
+    def training_step(self, batch, batch_idx):
+        return F.cross_entropy(self.engine.student(batch[0]).logits, batch[1])
+
+    def configure_optimizers(self):
+        return self.engine.configure_optimizers()
+
+
+@pytest.mark.parametrize("accumulate", [1, 3])
+def test_the_engine_steps_as_lightnings_automatic_optimisation(tmp_path, accumulate):
+    """The engine's own steps (clipped, accumulated, the schedule after each epoch) against
+    Lightning's automatic loop, on the same data, student and initial weights."""
+    file = tiny_file(tmp_path, "train: {epochs: 3, optimizer: {name: sgd, lr: 0.05, momentum: "
+                               "0.9}, schedule: cosine, gradient_clip: 0.2}",
+                     f"trainer: {{accumulate_grad_batches: {accumulate}}}\n")
+    seeded(0)
+    engine, data = built(file, "ce-only")
+    engine_trainer = trainer(max_epochs=3)
+    engine_trainer.fit(engine, datamodule=data)
+    seeded(0)
+    reference = Automatic(built(file, "ce-only")[0])
+    reference_trainer = trainer(max_epochs=3, gradient_clip_val=0.2,
+                                accumulate_grad_batches=accumulate)
+    reference_trainer.fit(reference, datamodule=built(file, "ce-only")[1])
+    assert engine.direct and engine_trainer.global_step == reference_trainer.global_step
+    trained_student = reference.engine.student.state_dict()
+    for name, value in engine.student.state_dict().items():
+        assert torch.allclose(value, trained_student[name], atol=1e-6), name
+    assert not torch.equal(value, built(file, "ce-only")[0].student.state_dict()[name])
+
+
+EMA = """\
+name: ema
+seeds: [0]
+data: {name: digits, batch_size: 64}
+teacher: {role: ema, momentum: 0.9, schedule: cosine}
+student: {net: {name: mlp, hidden: [32]}}
+train: {epochs: 2, optimizer: {name: sgd, lr: 0.05}}
+objectives: [{name: ce}, {name: kd, temperature: 4}]
+trainer: {accumulate_grad_batches: 2}
+"""
+
+
+def test_an_ema_teacher_plans_its_momentum_over_the_optimiser_steps_taken(tmp_path):
+    """Its cosine momentum reaches 1 at the last step: the steps planned are the steps taken,
+    counted in batches (23 an epoch, in one group) with accumulation (12 steps an epoch)."""
+    f = tmp_path / "ema.yaml"
+    f.write_text(EMA)
+    seeded(0)
+    exp = load_experiment(str(f)).variants["default"]
+    _, module = fit(exp, 0, tmp_path / "run", "t", RunPlan(interactive=False))
+    assert module.trainer.num_training_batches == 1  # the epoch in one Lightning step
+    assert int(module.teacher.updates) == module.teacher.total_steps == 2 * 12
