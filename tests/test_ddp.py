@@ -179,6 +179,21 @@ def test_two_processes_equal_one_on_a_generation_set(tmp_path):
     assert_same_numbers(runs, ["teacher", "dss/seed0", "qcrd/seed0"])
 
 
+@pytest.mark.slow
+def test_two_processes_equal_one_with_accumulated_batches(tmp_path):
+    """``accumulate_grad_batches: 2``: each process sums the gradient of a window's first batch
+    alone (DDP's no_sync) and all-reduces the sum with its last's."""
+    def grid(name: str, batch: int, trainer: str) -> str:
+        trainer = trainer.replace("trainer: {", "trainer: {accumulate_grad_batches: 2, ") or \
+            "trainer: {accumulate_grad_batches: 2}\n"
+        return GRID.format(name=name, batch=batch, trainer=trainer, every="")
+
+    runs = run_one_and_two(tmp_path, grid)
+    stages = stages_of(runs)
+    assert len(stages) == 3
+    assert_same_numbers(runs, stages)
+
+
 def numbers(run_dir: Path) -> list[float]:
     return [float(v) for row in log_rows(run_dir) for k, v in sorted(row.items())
             if v and k not in ("epoch", "step")]

@@ -4,6 +4,7 @@ loss terms; the engine weights, sums and logs them)."""
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import lightning as L
@@ -11,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.profilers import PassThroughProfiler
-from lightning.pytorch.strategies import SingleDeviceStrategy
+from lightning.pytorch.strategies import ParallelStrategy, SingleDeviceStrategy
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -312,8 +313,9 @@ class DistillationModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         """One optimiser step per batch (of a :class:`BatchGroup`, several in one Lightning
         step): the loss, backward, the (clipped) step every ``accumulate`` batches of
-        the epoch and at its end (Lightning's accumulation), the teacher's update after each
-        step, and the schedule's step after the epoch's last batch."""
+        the epoch and at its end (Lightning's accumulation; under DDP all-reduced once a
+        window, as Lightning's automatic loop does), the teacher's update after each step, and the
+        schedule's step after the epoch's last batch."""
         trainer = self.trainer
         optimizer = self.optimizers()
         batches = batch if isinstance(batch, BatchGroup) else [batch]
@@ -322,11 +324,13 @@ class DistillationModule(L.LightningModule):
         epoch_ends = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
         for k, one in enumerate(batches):
             position, last = first + k, epoch_ends and k == len(batches) - 1
+            steps = last or (position + 1) % self.accumulate == 0
             loss = self.batch_loss(one, last)
             if position % self.accumulate == 0:
                 optimizer.zero_grad()
-            self._backward(loss / self.accumulate if self.accumulate > 1 else loss)
-            if (position + 1) % self.accumulate and not last:
+            with self._summed_apart(steps):
+                self._backward(loss / self.accumulate if self.accumulate > 1 else loss)
+            if not steps:
                 continue
             self._optimiser_step(optimizer)
             if self.teacher is not None:
@@ -334,6 +338,14 @@ class DistillationModule(L.LightningModule):
         scheduler = self.lr_schedulers() if epoch_ends else None
         if scheduler is not None:
             scheduler.step()
+
+    def _summed_apart(self, steps: bool):
+        """DDP: the backward of a batch that does not end an accumulation window sums its
+        gradients in each process (DDP's no_sync); the window's last all-reduces them."""
+        strategy = self.trainer.strategy
+        if steps or not isinstance(strategy, ParallelStrategy):
+            return nullcontext()
+        return strategy.block_backward_sync()
 
     def _backward(self, loss: torch.Tensor) -> None:
         if self.direct:
