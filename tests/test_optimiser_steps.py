@@ -30,10 +30,11 @@ def tiny_file(tmp_path, train: str = TRAIN, extra: str = "") -> str:
 
 class Seen(Callback):
     """The learning rate at each epoch's start, the gradients' norm and largest value as the
-    optimiser steps (after clipping) and the number of Lightning steps."""
+    optimiser steps (after clipping) and the number of Lightning steps, training and validating."""
 
     def __init__(self):
         self.lrs, self.norms, self.largest, self.lightning_steps = [], [], [], 0
+        self.validation_steps = 0
 
     def stepping(self, pl_module):
         grads = [p.grad for p in pl_module.student.parameters() if p.grad is not None]
@@ -46,6 +47,9 @@ class Seen(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.lightning_steps += 1
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self.validation_steps += 1
 
 
 def trained(file, grouped: bool, epochs: int = 2, direct: bool = True):
@@ -87,6 +91,9 @@ def test_batches_in_groups_train_exactly_as_one_batch_a_step(tmp_path, monkeypat
     assert len(seen_one.norms) == len(seen_grouped.norms) == steps
     assert seen_one.lightning_steps == 2 * batches
     assert seen_grouped.lightning_steps == 2 * (math.ceil(batches / group) if group else 1)
+    test_batches = math.ceil(len(built(file)[1].test_set) / 256)  # 2 of the eval batch size
+    assert seen_one.validation_steps == 2 * test_batches
+    assert seen_grouped.validation_steps == 2 * (1 if group is None else test_batches)
     for (name, a), b in zip(one.state_dict().items(), grouped.state_dict().values()):
         assert torch.equal(a, b), name
     assert seen_one.norms == seen_grouped.norms
@@ -134,6 +141,17 @@ def test_accumulated_half_batches_step_as_the_whole_batch(tmp_path):
     assert whole_steps == half_steps == 2 * 3
     for name, value in whole.items():
         assert torch.allclose(value, halves[name], atol=1e-6), name
+
+
+@pytest.mark.parametrize("args", [dict(limit_train_batches=5), dict(limit_val_batches=1),
+                                  dict(limit_val_batches=0.5), dict(max_steps=3),
+                                  dict(overfit_batches=2)])
+def test_batches_come_one_a_step_where_lightning_counts_steps(tmp_path, args):
+    module, _ = built(tiny_file(tmp_path), "ce-only")
+    module.trainer = trainer()
+    assert module.groups_batches()
+    module.trainer = trainer(**args)
+    assert not module.groups_batches()
 
 
 def test_a_group_holds_the_batches_that_fit_its_bytes_and_the_last_is_shorter():

@@ -144,7 +144,7 @@ class DataModule(L.LightningDataModule):
         self.views = views  # (augmentation, count) or None
         self.channels_last = False  # image batches in NHWC memory order (``channels_last:``)
         # bytes of training batches a Lightning step may take (set by the engine, which takes
-        # them one optimiser step each); 0: one batch a step
+        # them one optimiser step each), and of test batches a validation step; 0: one a step
         self.group_budget = 0
 
     @property
@@ -183,7 +183,11 @@ class DataModule(L.LightningDataModule):
         loader = self._loader(self.train_set, self.batch_size,
                               EpochSampler(len(self.train_set), self.seed, self.epoch_now, rank,
                                            world))
-        size = group_size(self.train_set[0], self.batch_size, self.group_budget) \
+        return self._in_groups(loader, self.batch_size)
+
+    def _in_groups(self, loader, batch_size: int):
+        """``loader`` in groups of the batches that fit ``group_budget`` (0: one at a time)."""
+        size = group_size(self.train_set[0], batch_size, self.group_budget) \
             if self.group_budget else 1
         return BatchGroups(loader, size) if size > 1 else loader
 
@@ -251,8 +255,9 @@ class DataModule(L.LightningDataModule):
                             f"{world} processes that share it (a process with none would leave "
                             f"the others waiting); give at most {len(self.test_set)} processes or "
                             f"a larger test set", key="trainer.devices")
-        return self._loader(self.test_set, self.eval_batch_size,
-                            range(rank, len(self.test_set), world) if shard else None)
+        return self._in_groups(self._loader(self.test_set, self.eval_batch_size,
+                                            range(rank, len(self.test_set), world) if shard
+                                            else None), self.eval_batch_size)
 
     def test_dataloader(self):
         """The whole test set, in every process (evaluators after training)."""

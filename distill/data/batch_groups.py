@@ -1,12 +1,13 @@
-"""Consecutive training batches handed to Lightning as one item, so that one Lightning step takes
-several optimiser steps.
+"""Consecutive batches handed to Lightning as one item, so that one Lightning step takes several
+optimiser steps (training) or measures several test batches (validation).
 
 Lightning's Trainer costs about half a millisecond of Python per step (hooks, progress, loop
 bookkeeping) on a CPU, whatever the step computes: more than a small network's whole step. The
 engine's ``training_step`` takes every batch of a :class:`BatchGroup` in order, each its own
 optimiser step, so the numbers are those of one batch per step and only Lightning's bookkeeping
-is paid once per group. Groups are sized by bytes (:func:`group_size`: a budget of batch
-tensors, at most :data:`MOST` batches), so large batches stay one to a step.
+is paid once per group; its ``validation_step`` measures each batch of a group in turn. Groups
+are sized by bytes (:func:`group_size`: a budget of batch tensors, at most :data:`MOST`
+batches), so large batches stay one to a step.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ class BatchGroup(list):
 
 class BatchGroups:
     """The batches of ``loader`` in groups of ``size``; ``len`` counts groups, ``batches`` the
-    batches of an epoch. ``sampler`` is the loader's (Lightning tells it the epoch)."""
+    batches of an epoch. ``sampler`` and ``batch_sampler`` are the loader's (Lightning tells the
+    sampler the epoch, and reads both to tell whether a test set's loader shuffles)."""
 
     def __init__(self, loader, size: int):
         self.loader, self.size = loader, size
@@ -30,6 +32,10 @@ class BatchGroups:
     @property
     def sampler(self):
         return self.loader.sampler
+
+    @property
+    def batch_sampler(self):
+        return self.loader.batch_sampler
 
     @property
     def batches(self) -> int:

@@ -35,7 +35,8 @@ from teachers.role import TeacherRole
 
 
 GROUP_BYTES = 1 << 20  # training batches' bytes one Lightning step may take (BatchGroups)
-PER_BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end")  # called once a group
+PER_BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end",  # called once a group
+                   "on_validation_batch_start", "on_validation_batch_end")
 STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
 
 
@@ -267,15 +268,17 @@ class DistillationModule(L.LightningModule):
             data.group_budget = 0  # the data module's loader is one batch at a time again
 
     def groups_batches(self) -> bool:
-        """Whether a Lightning step may take several batches: in one process without DDP's
-        wrapper (one backward per forward of the wrapped module), where every epoch runs all its
-        batches (Lightning's limits and ``max_steps`` count Lightning steps) and no objective
-        has a hook of its own at each batch's start or end."""
+        """Whether a Lightning step may take several batches (training and validation alike):
+        in one process without DDP's wrapper (one backward per forward of the wrapped module),
+        where every epoch runs and measures all its batches (Lightning's limits and
+        ``max_steps`` count Lightning steps) and no objective has a hook of its own at each
+        batch's start or end."""
         t = self.trainer
         per_batch = overrides(self.objectives, PER_BATCH_HOOKS)
         return (isinstance(t.strategy, SingleDeviceStrategy) and t.max_steps == -1
                 and not t.fast_dev_run and not t.overfit_batches and not per_batch
-                and isinstance(t.limit_train_batches, float) and t.limit_train_batches == 1.0)
+                and all(isinstance(limit, float) and limit == 1.0
+                        for limit in (t.limit_train_batches, t.limit_val_batches)))
 
     def steps_directly(self) -> bool:
         """Whether the module may call backward and the optimiser itself, past Lightning's
@@ -438,9 +441,10 @@ class DistillationModule(L.LightningModule):
         return out.logits
 
     def validation_step(self, batch, batch_idx):
-        self.kind.validation_step(self, batch)
-        if self.reports_teacher:
-            self.teacher_acc.update(self.teacher(batch[0]).logits, batch[1])
+        for one in batch if isinstance(batch, BatchGroup) else [batch]:
+            self.kind.validation_step(self, one)
+            if self.reports_teacher:
+                self.teacher_acc.update(self.teacher(one[0]).logits, one[1])
 
     def on_validation_epoch_end(self):
         values = self.kind.validation_end(self)
