@@ -88,9 +88,10 @@ class Tapped(nn.Module):
         return hook
 
     def forward(self, *inputs: torch.Tensor) -> ModelOutput:
-        self._seen = {}
+        self._seen.clear()  # (a dict of its own: no nn.Module attribute set at every step)
         result = self.net(*inputs)
-        seen, self._seen = {f: t[:, self._skip[f]:] for f, t in self._seen.items()}, {}
+        seen = {f: t[:, self._skip[f]:] if self._skip[f] else t for f, t in self._seen.items()}
+        self._seen.clear()
         out = result if isinstance(result, ModelOutput) else ModelOutput(logits=result)
         if "features" in seen:
             out.features = seen["features"].flatten(1)
