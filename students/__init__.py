@@ -28,7 +28,7 @@ def build_network(name: str, params: dict, num_classes: int, input_shape: tuple,
                         f"none; use it with a retrieval or text dataset")
     net = target(**{k: v for k, v in given.items() if k in wanted}, **params)
     if taps:
-        net = Tapped(net.net, {**net.taps, **taps})
+        net = Tapped(net.untap(), {**net.taps, **taps})
     return net
 
 

@@ -60,6 +60,7 @@ class Tapped(nn.Module):
         self.taps = dict(taps)
         self._seen: dict[str, torch.Tensor] = {}
         self._skip: dict[str, int] = {}
+        self._hooks = []  # their handles (untap)
         modules = dict(net.named_modules())
         for field, spec in self.taps.items():
             if not _NAME.fullmatch(str(field)) or (field in FIELDS and field not in FILLED):
@@ -73,9 +74,17 @@ class Tapped(nn.Module):
                                 f"{nearest(path, [m for m in modules if m])}; `distill list "
                                 f"--modules NET` prints its module paths")
             if side == "input":
-                modules[path].register_forward_pre_hook(self._keep_input(field))
+                hook = modules[path].register_forward_pre_hook(self._keep_input(field))
             else:
-                modules[path].register_forward_hook(self._keep_output(field))
+                hook = modules[path].register_forward_hook(self._keep_output(field))
+            self._hooks.append(hook)
+
+    def untap(self) -> nn.Module:
+        """The network with this wrapper's hooks removed (to be tapped anew)."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        return self.net
 
     def _keep_input(self, field):
         def hook(module, args):

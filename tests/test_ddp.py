@@ -194,6 +194,61 @@ def test_two_processes_equal_one_with_accumulated_batches(tmp_path):
     assert_same_numbers(runs, stages)
 
 
+COUNT_ALL_REDUCES = """\
+import sys
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+from distill.config import load_experiment
+from distill.engine.build import build_data, build_module, seeded
+
+calls = []
+
+
+class Count(Callback):
+    def on_train_start(self, trainer, pl_module):
+        def counted(state, bucket):
+            calls.append(1)
+            return allreduce_hook(state, bucket)
+        trainer.strategy.model.register_comm_hook(None, counted)
+
+    def on_train_end(self, trainer, pl_module):
+        print(f"rank {trainer.global_rank}: {trainer.num_training_batches} batches, "
+              f"{trainer.global_step} steps, {len(calls)} all-reduces")
+
+
+exp = load_experiment(sys.argv[1]).variants["ce-only"]
+seeded(0)
+data = build_data(exp, 0)
+module = build_module(exp, data, None)
+L.Trainer(strategy="ddp_find_unused_parameters_true", devices=2, accelerator="cpu", max_epochs=1,
+          logger=False, enable_checkpointing=False, enable_progress_bar=False,
+          enable_model_summary=False, num_sanity_val_steps=0,
+          callbacks=[Count()]).fit(module, datamodule=data)
+"""
+
+
+@pytest.mark.slow
+def test_accumulated_batches_all_reduce_once_a_window(tmp_path):
+    """With ``accumulate_grad_batches: 2`` DDP all-reduces the gradients once an optimiser step
+    (DDP's no_sync for a window's first batch), counted by a communication hook (one bucket:
+    the student is small)."""
+    from test_engine import TINY
+
+    f = tmp_path / "tiny.yaml"
+    f.write_text(TINY + "trainer: {accumulate_grad_batches: 2}\n")
+    script = tmp_path / "count.py"
+    script.write_text(COUNT_ALL_REDUCES)
+    done = subprocess.run([sys.executable, str(script), str(f)], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    counts = sorted(tuple(int(w) for w in line.split()[2::2])
+                    for line in done.stdout.splitlines() if line.startswith("rank "))
+    batches = counts[0][0]
+    assert batches >= 4 and counts == [(batches, -(-batches // 2), -(-batches // 2))] * 2
+
+
 def numbers(run_dir: Path) -> list[float]:
     return [float(v) for row in log_rows(run_dir) for k, v in sorted(row.items())
             if v and k not in ("epoch", "step")]

@@ -107,6 +107,16 @@ def test_parse_tap():
             parse_tap(bad)
 
 
+def test_a_file_s_taps_replace_the_networks_own_hooks():
+    """A network built with the file's taps carries only its new wrapper's hooks: the registered
+    wrapper's are removed, not left to run (and keep activations) at every forward pass."""
+    net = build_network("mlp", {"hidden": [8]}, 3, (4,), taps={"h": "fc:input"})
+    hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in net.net.modules())
+    assert hooks == 2 and set(net.taps) == {"features", "h"}
+    out = net(torch.randn(2, 4))
+    torch.testing.assert_close(out.layers["h"], out.features)
+
+
 def test_token_tap_drops_leading_tokens():
     class Tokens(nn.Module):
         def __init__(self):

@@ -183,12 +183,12 @@ class DataModule(L.LightningDataModule):
         loader = self._loader(self.train_set, self.batch_size,
                               EpochSampler(len(self.train_set), self.seed, self.epoch_now, rank,
                                            world))
-        return self._in_groups(loader, self.batch_size)
+        return self._in_groups(loader, self.train_set, self.batch_size)
 
-    def _in_groups(self, loader, batch_size: int):
-        """``loader`` in groups of the batches that fit ``group_budget`` (0: one at a time)."""
-        size = group_size(self.train_set[0], batch_size, self.group_budget) \
-            if self.group_budget else 1
+    def _in_groups(self, loader, data, batch_size: int):
+        """``loader`` of ``data`` in groups of the batches that fit ``group_budget`` (0: one at
+        a time)."""
+        size = group_size(data[0], batch_size, self.group_budget) if self.group_budget else 1
         return BatchGroups(loader, size) if size > 1 else loader
 
     def epoch_now(self) -> int | None:
@@ -257,7 +257,7 @@ class DataModule(L.LightningDataModule):
                             f"a larger test set", key="trainer.devices")
         return self._in_groups(self._loader(self.test_set, self.eval_batch_size,
                                             range(rank, len(self.test_set), world) if shard
-                                            else None), self.eval_batch_size)
+                                            else None), self.test_set, self.eval_batch_size)
 
     def test_dataloader(self):
         """The whole test set, in every process (evaluators after training)."""

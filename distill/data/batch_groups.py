@@ -55,8 +55,15 @@ class BatchGroups:
             yield group
 
 
+def item_bytes(item) -> int:
+    """The bytes of every tensor in a dataset item, however nested in tuples and lists."""
+    if isinstance(item, torch.Tensor):
+        return item.nbytes
+    return sum(item_bytes(part) for part in item) if isinstance(item, (tuple, list)) else 0
+
+
 def group_size(item: tuple, batch_size: int, budget: int) -> int:
-    """How many batches of ``batch_size`` samples like ``item`` (a dataset item's tensors) fit in
-    ``budget`` bytes: at least 1, at most :data:`MOST`."""
-    per_sample = sum(t.nbytes for t in item if isinstance(t, torch.Tensor)) or 1
+    """How many batches of ``batch_size`` samples like ``item`` (a dataset item: its tensors,
+    nested or not) fit in ``budget`` bytes: at least 1, at most :data:`MOST`."""
+    per_sample = item_bytes(item) or 1
     return max(1, min(MOST, budget // (per_sample * batch_size)))

@@ -41,8 +41,10 @@ STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_st
 
 
 def overrides(objects, hooks, base=Callback) -> bool:
-    """Whether any of ``objects`` has its own version of one of ``base``'s ``hooks``."""
-    return any(getattr(type(o), hook) is not getattr(base, hook) for o in objects for hook in hooks)
+    """Whether any of ``objects`` has its own version of one of ``base``'s ``hooks``, in its
+    class or set on it (Lightning calls the instance's)."""
+    return any(getattr(getattr(o, hook), "__func__", None) is not getattr(base, hook)
+               for o in objects for hook in hooks)
 
 
 def _plus(total: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
@@ -284,13 +286,15 @@ class DistillationModule(L.LightningModule):
         """Whether the module may call backward and the optimiser itself, past Lightning's
         plumbing around them (every callback's hook, the precision's wrappers: about 0.25 ms a
         step on CPU): in one process at full precision without a profiler, where no callback (an
-        objective, for its ObjectiveHooks) and not the module has a hook around either."""
+        objective, for its ObjectiveHooks) and not the module has a hook around either. Never
+        under DDP: its strategy readies the gradients' all-reduce in its own backward."""
         t = self.trainer
         listeners = [c.objective if isinstance(c, ObjectiveHooks) else c for c in t.callbacks]
         return (isinstance(t.strategy, SingleDeviceStrategy) and type(t.precision_plugin) is Precision
                 and isinstance(t.profiler, PassThroughProfiler)
                 and not overrides(listeners, STEP_HOOKS)
-                and not overrides([self], STEP_HOOKS[:2] + ("backward",), L.LightningModule))
+                and not overrides([self], STEP_HOOKS[:2] + ("backward", "manual_backward"),
+                                  L.LightningModule))
 
     def on_train_start(self):
         self.direct = self.steps_directly()
@@ -362,7 +366,7 @@ class DistillationModule(L.LightningModule):
             optimizer.step()
             return
         optimizer._on_before_step()  # Lightning's count of the steps taken (global_step)
-        self.on_before_optimizer_step(optimizer)
+        self.on_before_optimizer_step(optimizer.optimizer)  # as Lightning's precision passes it
         optimizer.optimizer.step()
         optimizer._on_after_step()
 
