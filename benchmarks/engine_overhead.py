@@ -8,7 +8,7 @@ the network, training, the test passes; the workbench also writes its checkpoint
 records; a second workbench row writes its checkpoint at every epoch) and for the training
 alone (the workbench's ``trainer.fit``, its ``train_seconds``; the plain loop's epochs), and their
 ratios to the plain loop: the median over the repeats of each repeat's ratio to the plain loop
-run just before it, and the range of the training's. A third row trains the same way with
+run just before it, and the range of the training's. A last row trains the same way with
 the simplest LightningModule and Trainer: Lightning's own cost per step, which any engine on its
 Trainer pays. Run by hand, results in the README; never part of the tests.
 """
@@ -131,8 +131,8 @@ def main():
     plain = runs["plain PyTorch loop"]
     for name, times in runs.items():
         median = [statistics.median(r[i] for r in times) for i in (0, 1)]
-        # each repeat against the plain loop of the same repeat (minutes apart, the machine's
-        # speed differs by more than the engine's cost)
+        # each repeat against the plain loop of the same repeat (between repeats the machine's
+        # speed drifts by more than the engine's cost)
         ratios = [[t[i] / p[i] for t, p in zip(times, plain)] for i in (0, 1)]
         print(f"  {name:24s}  {median[0]:7.2f} s  {median[1]:7.2f} s   "
               f"{statistics.median(ratios[0]):5.2f}  {statistics.median(ratios[1]):5.2f}  "

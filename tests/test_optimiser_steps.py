@@ -185,8 +185,11 @@ def counting(hook: str) -> Objective:
     def counted(self, *args, **kwargs):
         self.calls += 1
 
+    def forward(self, step):
+        return step.student.logits.sum() * 0
+
     cls = type("Counts", (Objective,), {"registered_name": "counts", hook: counted,
-                                        "forward": lambda self, step: step.student.logits.sum() * 0})
+                                        "forward": forward})
     objective = cls()
     objective.calls = 0
     return objective

@@ -15,10 +15,11 @@ class EpochMeans:
 
     def add(self, values: dict[str, torch.Tensor], batch_size: int) -> None:
         for name, value in values.items():
+            value = value.detach().float()
             if name in self.sums:  # one operation a step, in place on the module's own sum
-                self.sums[name].add_(value.detach().float(), alpha=batch_size)
+                self.sums[name].add_(value, alpha=batch_size)
             else:
-                self.sums[name] = value.detach().float() * batch_size
+                self.sums[name] = value * batch_size
             self.counts[name] = self.counts.get(name, 0) + batch_size
 
     def means(self) -> dict[str, torch.Tensor]:

@@ -34,7 +34,7 @@ from students.taps import Tapped
 from teachers.role import TeacherRole
 
 
-GROUP_BYTES = 1 << 20  # training batches' bytes one Lightning step may take (BatchGroups)
+GROUP_BYTES = 1 << 20  # batches' bytes one Lightning step may take (BatchGroups)
 PER_BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end",  # called once a group
                    "on_validation_batch_start", "on_validation_batch_end")
 STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
@@ -290,7 +290,8 @@ class DistillationModule(L.LightningModule):
         under DDP: its strategy readies the gradients' all-reduce in its own backward."""
         t = self.trainer
         listeners = [c.objective if isinstance(c, ObjectiveHooks) else c for c in t.callbacks]
-        return (isinstance(t.strategy, SingleDeviceStrategy) and type(t.precision_plugin) is Precision
+        return (isinstance(t.strategy, SingleDeviceStrategy)
+                and type(t.precision_plugin) is Precision
                 and isinstance(t.profiler, PassThroughProfiler)
                 and not overrides(listeners, STEP_HOOKS)
                 and not overrides([self], STEP_HOOKS[:2] + ("backward", "manual_backward"),
@@ -321,8 +322,8 @@ class DistillationModule(L.LightningModule):
         """One optimiser step per batch (of a :class:`BatchGroup`, several in one Lightning
         step): the loss, backward, the (clipped) step every ``accumulate`` batches of
         the epoch and at its end (Lightning's accumulation; under DDP all-reduced once a
-        window, as Lightning's automatic loop does), the teacher's update after each step, and the
-        schedule's step after the epoch's last batch."""
+        window, as Lightning's automatic loop does), the teacher's update after each step, and
+        the schedule's step after the epoch's last batch."""
         trainer = self.trainer
         optimizer = self.optimizers()
         batches = batch if isinstance(batch, BatchGroup) else [batch]
