@@ -6,6 +6,10 @@ teacher tables), the student's CE + KD (T = 4) step with SGD.
 
     .venv/bin/python benchmarks/cifar_steps.py [--pairs resnet56:resnet20,resnet32x4:resnet8x4]
                                                [--steps 24] [--warmup 4] [--repeats 3]
+                                               [--channels-last]
+
+``--channels-last``: both sides keep weights and images in NHWC memory order, the workbench by
+its experiment file's ``channels_last: true``, the plain loop by hand.
 
 Each measurement is its own process (one torch thread), plain and workbench in turn; a process
 times ``--steps`` training steps after ``--warmup`` and reports its peak resident memory. Prints
@@ -39,6 +43,7 @@ name: bench
 seeds: [0]
 data: {{name: cifar10, root: {root}, batch_size: 64, num_workers: 0}}
 threads: 1
+channels_last: {channels_last}
 teacher: {{role: frozen, net: {{name: {teacher}}}, checkpoint: {weights}, cache: off}}
 student: {{net: {{name: {student}}}}}
 train: {{epochs: 1, optimizer: {{name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 5.0e-4}}}}
@@ -74,7 +79,7 @@ def write_cifar10(root: Path, images: int) -> None:
         pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, f, protocol=4)
 
 
-def experiment_file(work: Path, teacher: str, student: str) -> Path:
+def experiment_file(work: Path, teacher: str, student: str, channels_last: bool = False) -> Path:
     from students import build_network
 
     weights = work / f"{teacher}.pt"
@@ -82,10 +87,14 @@ def experiment_file(work: Path, teacher: str, student: str) -> Path:
         torch.manual_seed(0)
         net = build_network(teacher, {}, num_classes=10, input_shape=(3, 32, 32))
         torch.save(net.net.state_dict(), weights)
-    f = work / f"{teacher}-{student}.yaml"
+    f = experiment_path(work, f"{teacher}:{student}", channels_last)
     f.write_text(EXPERIMENT.format(root=work / "data", teacher=teacher, student=student,
-                                   weights=weights))
+                                   weights=weights, channels_last=str(channels_last).lower()))
     return f
+
+
+def experiment_path(work: Path, pair: str, channels_last: bool) -> Path:
+    return work / f"{pair.replace(':', '-')}{'-nhwc' if channels_last else ''}.yaml"
 
 
 class StepClock:
@@ -107,7 +116,7 @@ class StepClock:
 
 def plain(path: Path, clock: StepClock) -> None:
     """The same work as a bare loop: the data module's batches and augmentation, the frozen
-    teacher's logits, CE + KD, SGD."""
+    teacher's logits, CE + KD, SGD (in NHWC memory order when the file asks for it)."""
     from distill.config import load_experiment
     from distill.engine.build import build_data, build_module, build_teacher, seeded
 
@@ -117,6 +126,8 @@ def plain(path: Path, clock: StepClock) -> None:
     role = build_teacher(exp, data, None)
     teacher = role.network.eval()
     student = build_module(exp, data, role).student.train()
+    layout = torch.channels_last if exp.channels_last else torch.contiguous_format
+    teacher.to(memory_format=layout), student.to(memory_format=layout)
     opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     epoch = 0
     while True:
@@ -126,6 +137,7 @@ def plain(path: Path, clock: StepClock) -> None:
             if not clock.tick():
                 return
             x, y, _ = data.training_batch(batch, epoch)
+            x = x.contiguous(memory_format=layout)
             with torch.no_grad():
                 t_logits = teacher(x).logits
             logits = student(x).logits
@@ -139,10 +151,11 @@ def plain(path: Path, clock: StepClock) -> None:
 
 
 def workbench(path: Path, clock: StepClock, out: Path) -> None:
-    """The stage a ``distill run`` trains (its trainer, checkpoints and logs), timed at each
-    optimiser step by the module's own hook (a callback's would send the steps through
-    Lightning's plumbing, see DistillationModule.steps_directly)."""
+    """The stage a ``distill run`` trains (its trainer, checkpoints, logs and the file's
+    ``channels_last``), timed at each optimiser step by the module's own hook (a callback's would
+    send the steps through Lightning's plumbing, see DistillationModule.steps_directly)."""
     from distill.config import load_experiment
+    from distill.engine.acceleration import accelerate
     from distill.engine.build import build_data, build_module, build_teacher, seeded
     from distill.engine.stage import RunPlan, quiet_lightning, stage_trainer
 
@@ -154,6 +167,7 @@ def workbench(path: Path, clock: StepClock, out: Path) -> None:
     seeded(0)
     data = build_data(exp, 0)
     module = build_module(exp, data, build_teacher(exp, data, None))
+    accelerate(module, data, exp.channels_last, exp.compile)
     clipping = module.on_before_optimizer_step
 
     def clocked(optimizer):  # at every optimiser step (a Lightning step may take several)
@@ -173,7 +187,7 @@ def one(args) -> None:
     torch.set_num_threads(1)
     clock = StepClock(args.warmup, args.steps)
     work = Path(args.work)
-    path = work / f"{args.pair.replace(':', '-')}.yaml"
+    path = experiment_path(work, args.pair, args.channels_last)
     if args.one == "plain":
         plain(path, clock)
     else:
@@ -189,6 +203,8 @@ def main():
     p.add_argument("--steps", type=int, default=24)
     p.add_argument("--warmup", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--channels-last", action="store_true",
+                   help="both sides in NHWC memory order (the file's channels_last: true)")
     p.add_argument("--one", choices=["plain", "workbench"], help=argparse.SUPPRESS)
     p.add_argument("--pair", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
@@ -199,18 +215,20 @@ def main():
     if args.one:
         return one(args)
     print(f"{cpu_model()}, {torch.get_num_threads()} threads available, 1 used; "
-          f"torch {torch.__version__}; batch 64, CE + KD, frozen teacher")
+          f"torch {torch.__version__}; batch 64, CE + KD, frozen teacher"
+          f"{'; NHWC memory order (channels_last)' if args.channels_last else ''}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         write_cifar10(work / "data", images=IMAGES)
         for pair in args.pairs.split(","):
-            experiment_file(work, *pair.split(":"))
+            experiment_file(work, *pair.split(":"), channels_last=args.channels_last)
             results = {"plain": [], "workbench": []}
             for _ in range(args.repeats):
                 for kind in ("plain", "workbench"):
                     done = subprocess.run(
                         [sys.executable, __file__, "--one", kind, "--pair", pair, "--work", tmp,
-                         "--steps", str(args.steps), "--warmup", str(args.warmup)],
+                         "--steps", str(args.steps), "--warmup", str(args.warmup),
+                         *(["--channels-last"] if args.channels_last else [])],
                         capture_output=True, text=True)
                     if done.returncode:
                         sys.exit(f"{kind} {pair} failed:\n{done.stderr[-3000:]}")

@@ -5,6 +5,7 @@ student's CE + KD (T = 4, weight 1) step with SGD (lr 0.05, momentum 0.9, weight
 one torch thread, no loader workers.
 
     .venv/bin/python benchmarks/torchdistill_steps.py [--steps 24] [--warmup 4] [--repeats 3]
+                                                      [--channels-last]
                                                       [--venv ~/.cache/distill-benchmarks/torchdistill-venv]
 
 torchdistill runs in a virtual environment of its own (``--venv``; created when absent or not
@@ -30,6 +31,11 @@ workbench/torchdistill and the peak memory of each, median over ``--repeats``, a
 trained (images, batch, parameters of teacher and student, the loss of both on the same logits).
 Left out of torchdistill's loop, in its favour: the example's per-step logging (``MetricLogger``,
 ``loss.item()``).
+
+``--channels-last`` measures two more sides: the workbench with its file's ``channels_last: true``
+(weights and images in NHWC memory order), and torchdistill with the same memory order applied by
+hand in its loop (its configuration has no such switch): what the switch gains against
+torchdistill as configured, and what is left of it when torchdistill's code is changed to match.
 Run by hand, results in the README; never part of the tests.
 """
 from __future__ import annotations
@@ -162,9 +168,10 @@ def probe():
 
 
 def torchdistill_run(work: Path, clock: StepClock | None, temperature: float = 4.0,
-                     epochs: int = 1) -> dict:
+                     epochs: int = 1, channels_last: bool = False) -> dict:
     """torchdistill's loop as its image-classification example trains (without its evaluation):
-    ``epochs`` epochs, or until the ``clock`` has timed its steps; returns what it trained."""
+    ``epochs`` epochs, or until the ``clock`` has timed its steps; returns what it trained.
+    ``channels_last``: its networks and batches put in NHWC memory order by hand."""
     from torchdistill.common import yaml_util
     from torchdistill.common.main_util import set_seed
     from torchdistill.core.distillation import get_distillation_box
@@ -197,6 +204,9 @@ def torchdistill_run(work: Path, clock: StepClock | None, temperature: float = 4
              "criterion": str(box.criterion), "probe_loss": probe_loss,
              "torch": torch.__version__, "torchvision": torchvision.__version__,
              "torchdistill": importlib.metadata.version("torchdistill")}
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    # in place: the optimiser keeps the same parameters, their data in the new order
+    box.teacher_model.to(memory_format=layout), box.student_model.to(memory_format=layout)
     for epoch in range(epochs):
         box.pre_epoch_process(epoch=epoch)
         box.teacher_model.eval()  # as the workbench's frozen teacher; torchdistill leaves it
@@ -204,7 +214,8 @@ def torchdistill_run(work: Path, clock: StepClock | None, temperature: float = 4
         for sample_batch, targets, supp_dict in box.train_data_loader:
             if clock is not None and not clock.tick():
                 return facts
-            sample_batch, targets = sample_batch.to(device), targets.to(device)
+            sample_batch = sample_batch.to(device).contiguous(memory_format=layout)
+            targets = targets.to(device)
             loss = box.forward_process(sample_batch, targets, supp_dict)
             box.post_forward_process(loss=loss)
         box.post_epoch_process()
@@ -216,7 +227,7 @@ def torchdistill_run(work: Path, clock: StepClock | None, temperature: float = 4
 def one(args) -> None:
     torch.set_num_threads(1)
     clock = StepClock(args.warmup, args.steps)
-    facts = torchdistill_run(Path(args.work), clock)
+    facts = torchdistill_run(Path(args.work), clock, channels_last=args.channels_last)
     print(json.dumps({"steps_per_s": args.steps / clock.seconds,
                       "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       **facts}))
@@ -285,9 +296,13 @@ def workbench_facts(work: Path) -> dict:
             "teacher_params": params[TEACHER], "student_params": params[STUDENT]}
 
 
+NHWC = " NHWC"  # a side's name ends with it when it runs in NHWC memory order
+
+
 def measure(kind: str, python: Path, work: str, args) -> dict:
-    timing = ["--steps", str(args.steps), "--warmup", str(args.warmup)]
-    if kind == "torchdistill":
+    timing = ["--steps", str(args.steps), "--warmup", str(args.warmup),
+              *(["--channels-last"] if kind.endswith(NHWC) else [])]
+    if kind.startswith("torchdistill"):
         command = [str(python), __file__, "--one", "torchdistill", "--work", work, *timing]
     else:
         command = [sys.executable, cifar_steps.__file__, "--one", "workbench",
@@ -303,6 +318,9 @@ def main():
     p.add_argument("--steps", type=int, default=24)
     p.add_argument("--warmup", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--channels-last", action="store_true",
+                   help="also measure both sides in NHWC memory order (the workbench's "
+                        "channels_last: true; torchdistill's by hand)")
     p.add_argument("--venv", type=Path, default=DEFAULT_VENV,
                    help="torchdistill's virtual environment (created when absent)")
     p.add_argument("--one", choices=["torchdistill"], help=argparse.SUPPRESS)
@@ -321,8 +339,12 @@ def main():
         work = Path(tmp)
         write_cifar10(work / "data", images=IMAGES)
         experiment_file(work, TEACHER, STUDENT)
+        experiment_file(work, TEACHER, STUDENT, channels_last=True)
         ours = workbench_facts(work)
-        results = {"torchdistill": [], "workbench": []}
+        kinds = ["torchdistill", "workbench"]
+        if args.channels_last:
+            kinds += [kind + NHWC for kind in kinds]
+        results = {kind: [] for kind in kinds}
         for _ in range(args.repeats):
             for kind in results:
                 results[kind].append(measure(kind, python, tmp, args))
@@ -354,8 +376,13 @@ def main():
     peak = {k: statistics.median(r["peak_mib"] for r in v) for k, v in results.items()}
     for kind in results:
         runs = ", ".join(f"{r['steps_per_s']:.3f}" for r in results[kind])
-        print(f"{kind:12s} {speed[kind]:.3f} steps/s (runs: {runs}), peak memory "
+        print(f"{kind:17s} {speed[kind]:.3f} steps/s (runs: {runs}), peak memory "
               f"{peak[kind]:.0f} MiB")
+    if args.channels_last:
+        print(f"workbench NHWC (channels_last: true) / torchdistill as configured: "
+              f"{speed['workbench' + NHWC] / speed['torchdistill']:.3f} in speed; "
+              f"workbench NHWC / torchdistill NHWC (by hand): "
+              f"{speed['workbench' + NHWC] / speed['torchdistill' + NHWC]:.3f}")
     print(f"workbench / torchdistill: {speed['workbench'] / speed['torchdistill']:.3f} in speed, "
           f"{peak['workbench'] / peak['torchdistill']:.3f} in peak memory "
           f"(median of {args.repeats}, {args.steps} steps after {args.warmup})")
