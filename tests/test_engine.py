@@ -336,7 +336,8 @@ def epoch_start_checkpoints(tmp_path, text: str, seconds_an_epoch: float | None 
 
 def test_a_stage_trains_deterministically_without_filling_new_tensors(tmp_path, monkeypatch):
     """Deterministic mode without torch's NaN fill of every new tensor (10% of a CIFAR step on a
-    CPU): a tensor made during training is not filled, and the algorithms stay deterministic."""
+    CPU): a tensor made during training is not filled, the algorithms stay deterministic, and
+    the process's setting is put back after the fit."""
     import torch.utils.deterministic as deterministic
     from lightning.pytorch.callbacks import Callback
 
@@ -365,6 +366,20 @@ def test_a_stage_trains_deterministically_without_filling_new_tensors(tmp_path, 
     finally:
         torch.use_deterministic_algorithms(before)
     assert seen == {"deterministic": True, "filled": False}
+    assert deterministic.fill_uninitialized_memory  # the process's setting put back after the fit
+
+    class Fails(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            raise RuntimeError("stopped")
+
+    t = stage_trainer(exp, tmp_path / "failed", "probe", RunPlan(fast=True, interactive=False))
+    t.callbacks.append(Fails())
+    try:
+        with pytest.raises(RuntimeError, match="stopped"):
+            t.fit(build_module(exp, data, None), datamodule=data)
+    finally:
+        torch.use_deterministic_algorithms(before)
+    assert deterministic.fill_uninitialized_memory  # and after a fit that failed
 
 
 def test_epochs_that_do_not_validate_still_write_their_checkpoint(tmp_path):

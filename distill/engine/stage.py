@@ -28,6 +28,7 @@ from distill.engine.acceleration import accelerate
 from distill.engine.allocator import keep_freed_memory
 from distill.engine.checkpoint_io import SafeCheckpointIO
 from distill.engine.epoch_checkpoint import EpochCheckpoint
+from distill.engine.uninitialised_fill import WithoutUninitialisedFill
 from distill.engine.epoch_log import EpochLog
 from distill.engine.process_rank import STRATEGIES, is_writer, several
 from distill.engine.progress import progress_callbacks
@@ -238,11 +239,6 @@ def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> 
     """The Trainer of one stage: CSV logs and an epoch-end checkpoint (``last_checkpoint``) in
     ``run_dir``, written atomically, so an interrupted stage resumes from its last finished epoch."""
     keep_freed_memory()
-    # deterministic mode (the default) fills every new tensor with NaN by default, torch's check
-    # that no operation reads memory it has not written: none of ours does (with the fill, such
-    # a read would have turned a run's numbers into NaN), and the fill cost 10% of a CIFAR
-    # step's time on a CPU
-    torch.utils.deterministic.fill_uninitialized_memory = False
     # the module takes its optimiser steps: it clips and accumulates (build_module gives it these)
     trainer_args = {k: v for k, v in _trainer_args(exp.trainer).items()
                     if k not in ("accumulate_grad_batches", "gradient_clip_algorithm")}
@@ -256,6 +252,7 @@ def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> 
         # at the end of a training epoch, whether or not it measured the test set
         callbacks=[EpochCheckpoint(last_checkpoint(run_dir), exp.checkpoint_seconds),
                    ValidationSchedule(exp.train.validate_every),
+                   WithoutUninitialisedFill(),
                    *progress_callbacks(label, plan.progress_bar)],
         plugins=[SafeCheckpointIO()],
         use_distributed_sampler=False,  # the data module shares each epoch (EpochSampler)
