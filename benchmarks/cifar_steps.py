@@ -6,14 +6,19 @@ teacher tables), the student's CE + KD (T = 4) step with SGD.
 
     .venv/bin/python benchmarks/cifar_steps.py [--pairs resnet56:resnet20,resnet32x4:resnet8x4]
                                                [--steps 24] [--warmup 4] [--repeats 3]
-                                               [--channels-last]
+                                               [--channels-last] [--profile 15]
 
 ``--channels-last``: both sides keep weights and images in NHWC memory order, the workbench by
-its experiment file's ``channels_last: true``, the plain loop by hand.
+its experiment file's ``channels_last: true``, the plain loop by hand. ``--profile K``: the timed
+steps run under torch's profiler (slower, on both sides) and each pair's K operations of most
+CPU time are printed with their milliseconds a step on each side (medians over the repeats):
+where a gap between the two sides comes from, operation by operation.
 
 Each measurement is its own process (one torch thread), plain and workbench in turn; a process
 times ``--steps`` training steps after ``--warmup`` and reports its peak resident memory. Prints
-steps/s, the ratio workbench/plain and the peak memory of each, median over ``--repeats``.
+steps/s, the ratio workbench/plain and the peak memory of each, median over ``--repeats``, and
+the median and range of each repeat's own ratio (the workbench against the plain run just before
+it: less moved by a machine whose speed drifts between minutes).
 Run by hand, results in the README; never part of the tests.
 """
 from __future__ import annotations
@@ -98,17 +103,23 @@ def experiment_path(work: Path, pair: str, channels_last: bool) -> Path:
 
 
 class StepClock:
-    """Times steps ``warmup`` .. ``warmup + steps`` of a training loop."""
+    """Times steps ``warmup`` .. ``warmup + steps`` of a training loop, under ``profiler`` (a
+    ``torch.profiler.profile``) if one is given."""
 
-    def __init__(self, warmup: int, steps: int):
+    def __init__(self, warmup: int, steps: int, profiler=None):
         self.warmup, self.steps, self.count, self.started, self.seconds = warmup, steps, 0, 0.0, 0.0
+        self.profiler = profiler
 
     def tick(self) -> bool:
         """Call before each step; False once the timed steps are done."""
         if self.count == self.warmup:
+            if self.profiler is not None:
+                self.profiler.__enter__()
             self.started = time.perf_counter()
         if self.count == self.warmup + self.steps:
             self.seconds = time.perf_counter() - self.started
+            if self.profiler is not None:
+                self.profiler.__exit__(None, None, None)
             return False
         self.count += 1
         return True
@@ -185,7 +196,9 @@ def workbench(path: Path, clock: StepClock, out: Path) -> None:
 
 def one(args) -> None:
     torch.set_num_threads(1)
-    clock = StepClock(args.warmup, args.steps)
+    profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) \
+        if args.profile else None
+    clock = StepClock(args.warmup, args.steps, profiler)
     work = Path(args.work)
     path = experiment_path(work, args.pair, args.channels_last)
     if args.one == "plain":
@@ -193,8 +206,25 @@ def one(args) -> None:
     else:
         with tempfile.TemporaryDirectory() as out:
             workbench(path, clock, Path(out))
-    print(json.dumps({"steps_per_s": args.steps / clock.seconds,
+    ops = {} if profiler is None else {  # milliseconds a step, by operation
+        e.key: e.self_cpu_time_total / 1000 / args.steps for e in profiler.key_averages()}
+    print(json.dumps({"steps_per_s": args.steps / clock.seconds, "ops": ops,
                       "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def print_operations(results: dict, top: int) -> None:
+    """The ``top`` operations of most CPU time: milliseconds a step on each side, medians over
+    the repeats (0 for a repeat that did not run the operation)."""
+    sides = {k: {op: statistics.median(r["ops"].get(op, 0.0) for r in runs)
+                 for op in {op for r in runs for op in r["ops"]}} for k, runs in results.items()}
+    every = set(sides["plain"]) | set(sides["workbench"])
+    print(f"  {'operation (self CPU time, ms a step)':48s} {'plain':>9s} {'workbench':>9s} "
+          f"{'difference':>10s}")
+    for op in sorted(every, key=lambda o: -max(s.get(o, 0.0) for s in sides.values()))[:top]:
+        a, b = sides["plain"].get(op, 0.0), sides["workbench"].get(op, 0.0)
+        print(f"  {op[:48]:48s} {a:9.2f} {b:9.2f} {b - a:+10.2f}")
+    a, b = (sum(s.values()) for s in (sides["plain"], sides["workbench"]))
+    print(f"  {'all operations':48s} {a:9.2f} {b:9.2f} {b - a:+10.2f}")
 
 
 def main():
@@ -205,6 +235,9 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--channels-last", action="store_true",
                    help="both sides in NHWC memory order (the file's channels_last: true)")
+    p.add_argument("--profile", type=int, default=0, metavar="K",
+                   help="run the timed steps under torch's profiler and print the K operations "
+                        "of most CPU time on each side")
     p.add_argument("--one", choices=["plain", "workbench"], help=argparse.SUPPRESS)
     p.add_argument("--pair", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
@@ -216,7 +249,8 @@ def main():
         return one(args)
     print(f"{cpu_model()}, {torch.get_num_threads()} threads available, 1 used; "
           f"torch {torch.__version__}; batch 64, CE + KD, frozen teacher"
-          f"{'; NHWC memory order (channels_last)' if args.channels_last else ''}")
+          f"{'; NHWC memory order (channels_last)' if args.channels_last else ''}"
+          f"{'; under the profiler (slower on both sides)' if args.profile else ''}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         write_cifar10(work / "data", images=IMAGES)
@@ -228,16 +262,23 @@ def main():
                     done = subprocess.run(
                         [sys.executable, __file__, "--one", kind, "--pair", pair, "--work", tmp,
                          "--steps", str(args.steps), "--warmup", str(args.warmup),
-                         *(["--channels-last"] if args.channels_last else [])],
+                         *(["--channels-last"] if args.channels_last else []),
+                         "--profile", str(args.profile)],
                         capture_output=True, text=True)
                     if done.returncode:
                         sys.exit(f"{kind} {pair} failed:\n{done.stderr[-3000:]}")
                     results[kind].append(json.loads(done.stdout.strip().splitlines()[-1]))
             speed = {k: statistics.median(r["steps_per_s"] for r in v) for k, v in results.items()}
             peak = {k: statistics.median(r["peak_mib"] for r in v) for k, v in results.items()}
+            paired = [w["steps_per_s"] / p["steps_per_s"]
+                      for p, w in zip(results["plain"], results["workbench"])]
             print(f"{pair}: plain {speed['plain']:.3f} steps/s ({peak['plain']:.0f} MiB), "
                   f"workbench {speed['workbench']:.3f} steps/s ({peak['workbench']:.0f} MiB), "
-                  f"ratio {speed['workbench'] / speed['plain']:.3f}  (median of {args.repeats})")
+                  f"ratio {speed['workbench'] / speed['plain']:.3f}  (median of {args.repeats}); "
+                  f"each repeat's ratio to the plain run just before it: median "
+                  f"{statistics.median(paired):.3f}, {min(paired):.3f}-{max(paired):.3f}")
+            if args.profile:
+                print_operations(results, args.profile)
 
 
 if __name__ == "__main__":
