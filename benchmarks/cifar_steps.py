@@ -7,12 +7,17 @@ teacher tables), the student's CE + KD (T = 4) step with SGD.
     .venv/bin/python benchmarks/cifar_steps.py [--pairs resnet56:resnet20,resnet32x4:resnet8x4]
                                                [--steps 24] [--warmup 4] [--repeats 3]
                                                [--channels-last] [--profile 15]
+                                               [--allocator as-is|kept|default]
 
 ``--channels-last``: both sides keep weights and images in NHWC memory order, the workbench by
 its experiment file's ``channels_last: true``, the plain loop by hand. ``--profile K``: the timed
 steps run under torch's profiler (slower, on both sides) and each pair's K operations of most
 CPU time are printed with their milliseconds a step on each side (medians over the repeats):
-where a gap between the two sides comes from, operation by operation.
+where a gap between the two sides comes from, operation by operation. ``--allocator``: ``as-is``
+(what a user gets: the plain loop with glibc's defaults, the workbench keeping freed memory as
+every stage does, see distill/engine/allocator.py), ``kept`` (the plain loop keeps it too),
+``default`` (both with glibc's defaults: the workbench's setting is skipped, as it is when the
+environment sets glibc's tunables).
 
 Each measurement is its own process (one torch thread), plain and workbench in turn; a process
 times ``--steps`` training steps after ``--warmup`` and reports its peak resident memory. Prints
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
 import platform
 import resource
@@ -196,6 +202,10 @@ def workbench(path: Path, clock: StepClock, out: Path) -> None:
 
 def one(args) -> None:
     torch.set_num_threads(1)
+    if args.allocator == "kept":
+        from distill.engine.allocator import keep_freed_memory
+
+        keep_freed_memory()
     profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) \
         if args.profile else None
     clock = StepClock(args.warmup, args.steps, profiler)
@@ -238,6 +248,8 @@ def main():
     p.add_argument("--profile", type=int, default=0, metavar="K",
                    help="run the timed steps under torch's profiler and print the K operations "
                         "of most CPU time on each side")
+    p.add_argument("--allocator", choices=["as-is", "kept", "default"], default="as-is",
+                   help="glibc's settings on each side (see the module's docstring)")
     p.add_argument("--one", choices=["plain", "workbench"], help=argparse.SUPPRESS)
     p.add_argument("--pair", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
@@ -250,7 +262,11 @@ def main():
     print(f"{cpu_model()}, {torch.get_num_threads()} threads available, 1 used; "
           f"torch {torch.__version__}; batch 64, CE + KD, frozen teacher"
           f"{'; NHWC memory order (channels_last)' if args.channels_last else ''}"
-          f"{'; under the profiler (slower on both sides)' if args.profile else ''}")
+          f"{'; under the profiler (slower on both sides)' if args.profile else ''}"
+          f"; allocator {args.allocator}")
+    environment = dict(os.environ)
+    if args.allocator == "default":  # any tunable: the workbench then leaves glibc as it is
+        environment["GLIBC_TUNABLES"] = "glibc.malloc.perturb=0"
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         write_cifar10(work / "data", images=IMAGES)
@@ -263,8 +279,8 @@ def main():
                         [sys.executable, __file__, "--one", kind, "--pair", pair, "--work", tmp,
                          "--steps", str(args.steps), "--warmup", str(args.warmup),
                          *(["--channels-last"] if args.channels_last else []),
-                         "--profile", str(args.profile)],
-                        capture_output=True, text=True)
+                         "--profile", str(args.profile), "--allocator", args.allocator],
+                        capture_output=True, text=True, env=environment)
                     if done.returncode:
                         sys.exit(f"{kind} {pair} failed:\n{done.stderr[-3000:]}")
                     results[kind].append(json.loads(done.stdout.strip().splitlines()[-1]))
