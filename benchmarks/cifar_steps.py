@@ -20,8 +20,9 @@ every stage does, see distill/engine/allocator.py), ``kept`` (the plain loop kee
 environment sets glibc's tunables).
 
 Each measurement is its own process (one torch thread), plain and workbench in turn; a process
-times ``--steps`` training steps after ``--warmup`` and reports its peak resident memory. Prints
-steps/s, the ratio workbench/plain and the peak memory of each, median over ``--repeats``, and
+times ``--steps`` training steps after ``--warmup`` and reports its peak resident memory and the
+minor page faults of the timed steps. Prints steps/s, the ratio workbench/plain, the peak memory
+and page faults a step of each, median over ``--repeats``, and
 the median and range of each repeat's own ratio (the workbench against the plain run just before
 it: less moved by a machine whose speed drifts between minutes).
 Run by hand, results in the README; never part of the tests.
@@ -108,12 +109,17 @@ def experiment_path(work: Path, pair: str, channels_last: bool) -> Path:
     return work / f"{pair.replace(':', '-')}{'-nhwc' if channels_last else ''}.yaml"
 
 
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 class StepClock:
-    """Times steps ``warmup`` .. ``warmup + steps`` of a training loop, under ``profiler`` (a
-    ``torch.profiler.profile``) if one is given."""
+    """Times steps ``warmup`` .. ``warmup + steps`` of a training loop and counts the minor page
+    faults they take, under ``profiler`` (a ``torch.profiler.profile``) if one is given."""
 
     def __init__(self, warmup: int, steps: int, profiler=None):
         self.warmup, self.steps, self.count, self.started, self.seconds = warmup, steps, 0, 0.0, 0.0
+        self.faults = 0
         self.profiler = profiler
 
     def tick(self) -> bool:
@@ -121,9 +127,11 @@ class StepClock:
         if self.count == self.warmup:
             if self.profiler is not None:
                 self.profiler.__enter__()
+            self.faults = minor_faults()
             self.started = time.perf_counter()
         if self.count == self.warmup + self.steps:
             self.seconds = time.perf_counter() - self.started
+            self.faults = minor_faults() - self.faults
             if self.profiler is not None:
                 self.profiler.__exit__(None, None, None)
             return False
@@ -219,6 +227,7 @@ def one(args) -> None:
     ops = {} if profiler is None else {  # milliseconds a step, by operation
         e.key: e.self_cpu_time_total / 1000 / args.steps for e in profiler.key_averages()}
     print(json.dumps({"steps_per_s": args.steps / clock.seconds, "ops": ops,
+                      "faults_per_step": clock.faults / args.steps,
                       "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
@@ -286,13 +295,17 @@ def main():
                     results[kind].append(json.loads(done.stdout.strip().splitlines()[-1]))
             speed = {k: statistics.median(r["steps_per_s"] for r in v) for k, v in results.items()}
             peak = {k: statistics.median(r["peak_mib"] for r in v) for k, v in results.items()}
+            faults = {k: statistics.median(r["faults_per_step"] for r in v)
+                      for k, v in results.items()}
             paired = [w["steps_per_s"] / p["steps_per_s"]
                       for p, w in zip(results["plain"], results["workbench"])]
             print(f"{pair}: plain {speed['plain']:.3f} steps/s ({peak['plain']:.0f} MiB), "
                   f"workbench {speed['workbench']:.3f} steps/s ({peak['workbench']:.0f} MiB), "
                   f"ratio {speed['workbench'] / speed['plain']:.3f}  (median of {args.repeats}); "
                   f"each repeat's ratio to the plain run just before it: median "
-                  f"{statistics.median(paired):.3f}, {min(paired):.3f}-{max(paired):.3f}")
+                  f"{statistics.median(paired):.3f}, {min(paired):.3f}-{max(paired):.3f}; "
+                  f"minor page faults a timed step: plain {faults['plain']:.0f}, workbench "
+                  f"{faults['workbench']:.0f}")
             if args.profile:
                 print_operations(results, args.profile)
 
