@@ -6,26 +6,31 @@ teacher tables), the student's CE + KD (T = 4) step with SGD.
 
     .venv/bin/python benchmarks/cifar_steps.py [--pairs resnet56:resnet20,resnet32x4:resnet8x4]
                                                [--steps 24] [--warmup 4] [--repeats 3]
-                                               [--channels-last] [--profile 15]
+                                               [--channels-last] [--profile K]
                                                [--allocator as-is|kept|default]
 
 ``--channels-last``: both sides keep weights and images in NHWC memory order, the workbench by
-its experiment file's ``channels_last: true``, the plain loop by hand. ``--profile K``: the timed
-steps run under torch's profiler (slower, on both sides) and each pair's K operations of most
-CPU time are printed with their milliseconds a step on each side (medians over the repeats):
-where a gap between the two sides comes from, operation by operation. ``--allocator``: ``as-is``
-(what a user gets: the plain loop with glibc's defaults, the workbench keeping freed memory as
-every stage does, see distill/engine/allocator.py), ``kept`` (the plain loop keeps it too),
-``default`` (both with glibc's defaults: the workbench's setting is skipped, as it is when the
-environment sets glibc's tunables).
+its experiment file's ``channels_last: true``, the plain loop by hand.
+
+``--profile K`` (off by default): the timed steps run under torch's profiler (slower on both
+sides, and the peak memory includes the profiler's records); each pair's K operations of most
+self CPU time are printed with their milliseconds and calls a step on each side (medians over
+the repeats): where a gap between the two sides comes from, operation by operation.
+
+``--allocator``: ``as-is`` (what a user gets: the plain loop with glibc's defaults, the workbench
+keeping the memory it frees, as every stage does once its trainer is made, see
+distill/engine/allocator.py), ``kept`` (the plain loop also keeps it, set at the same point:
+after its networks and data are built), ``default`` (both with glibc's defaults: the workbench's
+setting is skipped, as it is when the environment sets glibc's tunables). glibc's settings
+inherited from the environment are removed for ``as-is`` and ``kept``.
 
 Each measurement is its own process (one torch thread), plain and workbench in turn; a process
 times ``--steps`` training steps after ``--warmup`` and reports its peak resident memory and the
 minor page faults of the timed steps. Prints steps/s, the ratio workbench/plain, the peak memory
-and page faults a step of each, median over ``--repeats``, and
-the median and range of each repeat's own ratio (the workbench against the plain run just before
-it: less moved by a machine whose speed drifts between minutes).
-Run by hand, results in the README; never part of the tests.
+and page faults a step of each, median over ``--repeats``, and the median and range of each
+repeat's own ratio (the workbench against the plain run just before it: less moved by a machine
+whose speed drifts between minutes). Run by hand, results in the README; never part of the
+tests.
 """
 from __future__ import annotations
 
@@ -47,6 +52,7 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
+GLIBC_SETTINGS = ("GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 IMAGES = 2560  # training images: 40 batches of 64, one epoch holds the timed steps
 sys.path.insert(0, str(ROOT))
 
@@ -126,22 +132,23 @@ class StepClock:
         """Call before each step; False once the timed steps are done."""
         if self.count == self.warmup:
             if self.profiler is not None:
-                self.profiler.__enter__()
+                self.profiler.start()
             self.faults = minor_faults()
             self.started = time.perf_counter()
         if self.count == self.warmup + self.steps:
             self.seconds = time.perf_counter() - self.started
             self.faults = minor_faults() - self.faults
             if self.profiler is not None:
-                self.profiler.__exit__(None, None, None)
+                self.profiler.stop()
             return False
         self.count += 1
         return True
 
 
-def plain(path: Path, clock: StepClock) -> None:
+def plain(path: Path, clock: StepClock, keep_memory: bool = False) -> None:
     """The same work as a bare loop: the data module's batches and augmentation, the frozen
-    teacher's logits, CE + KD, SGD (in NHWC memory order when the file asks for it)."""
+    teacher's logits, CE + KD, SGD (in NHWC memory order when the file asks for it); with
+    ``keep_memory``, glibc keeps freed memory from where a stage's trainer would set it."""
     from distill.config import load_experiment
     from distill.engine.build import build_data, build_module, build_teacher, seeded
 
@@ -154,6 +161,10 @@ def plain(path: Path, clock: StepClock) -> None:
     layout = torch.channels_last if exp.channels_last else torch.contiguous_format
     teacher.to(memory_format=layout), student.to(memory_format=layout)
     opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    if keep_memory:
+        from distill.engine.allocator import keep_freed_memory
+
+        keep_freed_memory()
     epoch = 0
     while True:
         loader = data.train_dataloader()
@@ -210,40 +221,45 @@ def workbench(path: Path, clock: StepClock, out: Path) -> None:
 
 def one(args) -> None:
     torch.set_num_threads(1)
-    if args.allocator == "kept":
-        from distill.engine.allocator import keep_freed_memory
-
-        keep_freed_memory()
     profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) \
         if args.profile else None
     clock = StepClock(args.warmup, args.steps, profiler)
     work = Path(args.work)
     path = experiment_path(work, args.pair, args.channels_last)
     if args.one == "plain":
-        plain(path, clock)
+        plain(path, clock, keep_memory=args.allocator == "kept")
     else:
         with tempfile.TemporaryDirectory() as out:
             workbench(path, clock, Path(out))
-    ops = {} if profiler is None else {  # milliseconds a step, by operation
-        e.key: e.self_cpu_time_total / 1000 / args.steps for e in profiler.key_averages()}
+    ops = {} if profiler is None else {  # milliseconds and calls a step, by operation
+        e.key: (e.self_cpu_time_total / 1000 / args.steps, e.count / args.steps)
+        for e in profiler.key_averages()}
     print(json.dumps({"steps_per_s": args.steps / clock.seconds, "ops": ops,
                       "faults_per_step": clock.faults / args.steps,
                       "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 def print_operations(results: dict, top: int) -> None:
-    """The ``top`` operations of most CPU time: milliseconds a step on each side, medians over
-    the repeats (0 for a repeat that did not run the operation)."""
-    sides = {k: {op: statistics.median(r["ops"].get(op, 0.0) for r in runs)
-                 for op in {op for r in runs for op in r["ops"]}} for k, runs in results.items()}
-    every = set(sides["plain"]) | set(sides["workbench"])
+    """The ``top`` operations of most self CPU time: milliseconds and calls a step on each side,
+    medians over the repeats (0 for a repeat that did not run the operation); then all
+    operations, the median of each repeat's total."""
+    def median_of(runs, op, field):
+        return statistics.median(r["ops"].get(op, (0.0, 0.0))[field] for r in runs)
+
+    runs = (results["plain"], results["workbench"])
+    operations = {op for side in runs for r in side for op in r["ops"]}
+    ms = {op: [median_of(side, op, 0) for side in runs] for op in operations}
     print(f"  {'operation (self CPU time, ms a step)':48s} {'plain':>9s} {'workbench':>9s} "
-          f"{'difference':>10s}")
-    for op in sorted(every, key=lambda o: -max(s.get(o, 0.0) for s in sides.values()))[:top]:
-        a, b = sides["plain"].get(op, 0.0), sides["workbench"].get(op, 0.0)
-        print(f"  {op[:48]:48s} {a:9.2f} {b:9.2f} {b - a:+10.2f}")
-    a, b = (sum(s.values()) for s in (sides["plain"], sides["workbench"]))
-    print(f"  {'all operations':48s} {a:9.2f} {b:9.2f} {b - a:+10.2f}")
+          f"{'difference':>10s}   calls a step (plain, workbench)")
+    for op in sorted(operations, key=lambda o: -max(ms[o]))[:top]:
+        plain_ms, workbench_ms = ms[op]
+        calls = [median_of(side, op, 1) for side in runs]
+        print(f"  {op[:48]:48s} {plain_ms:9.2f} {workbench_ms:9.2f} "
+              f"{workbench_ms - plain_ms:+10.2f}   {calls[0]:g}, {calls[1]:g}")
+    plain_ms, workbench_ms = (statistics.median(sum(t for t, _ in r["ops"].values())
+                                                for r in side) for side in runs)
+    print(f"  {'all operations':48s} {plain_ms:9.2f} {workbench_ms:9.2f} "
+          f"{workbench_ms - plain_ms:+10.2f}")
 
 
 def main():
@@ -273,7 +289,7 @@ def main():
           f"{'; NHWC memory order (channels_last)' if args.channels_last else ''}"
           f"{'; under the profiler (slower on both sides)' if args.profile else ''}"
           f"; allocator {args.allocator}")
-    environment = dict(os.environ)
+    environment = {k: v for k, v in os.environ.items() if k not in GLIBC_SETTINGS}
     if args.allocator == "default":  # any tunable: the workbench then leaves glibc as it is
         environment["GLIBC_TUNABLES"] = "glibc.malloc.perturb=0"
     with tempfile.TemporaryDirectory() as tmp:
