@@ -9,6 +9,7 @@ from pydantic import Field
 from torch.utils.data import TensorDataset
 
 from distill.data.base import Splits
+from distill.data.generated_cache import generated_arrays
 from distill.registry import datasets
 
 
@@ -23,12 +24,17 @@ def _tensor_splits(x, y, x_test, y_test, num_classes: int) -> Splits:
 def mnist1d(num_samples: Annotated[int, Field(ge=20)] = 5000,
             train_split: Annotated[float, Field(gt=0, lt=1)] = 0.8,
             seed: Annotated[int, Field(ge=0, le=2 ** 32 - 1)] = 42) -> Splits:
-    """mnist1d (Greydanus 2020): 1-d digit templates, 40 points; the published 4000/1000 split."""
+    """mnist1d (Greydanus 2020): 1-d digit templates, 40 points; the published 4000/1000 split.
+    Made once per machine for these values and kept (:mod:`distill.data.generated_cache`)."""
+    from importlib.metadata import version
+
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
     args.num_samples, args.train_split, args.seed = num_samples, train_split, seed
-    d = make_dataset(args)
+    key = {"mnist1d": version("mnist1d"), "numpy": np.__version__, "args": vars(args)}
+    d = generated_arrays("mnist1d", key, ("x", "y", "x_test", "y_test"),
+                         lambda: make_dataset(args))
     return _tensor_splits(d["x"], d["y"], d["x_test"], d["y_test"], 10)
 
 
