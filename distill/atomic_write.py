@@ -3,6 +3,7 @@ leaves a broken file under the final name, and two processes writing the same fi
 their bytes."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import IO, Callable
@@ -20,7 +21,8 @@ def atomic_write(path: str | Path, write: Callable[[IO], object], mode: str = "w
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise
 
 

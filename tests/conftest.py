@@ -10,9 +10,9 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def generated_datasets_of_the_session(tmp_path_factory):
+def generated_datasets_of_the_session(request, tmp_path_factory):
     base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # all workers'
+    shared = base.parent if hasattr(request.config, "workerinput") else base  # all workers'
     before = os.environ.get("DISTILL_CACHE")
     os.environ["DISTILL_CACHE"] = str(shared / "distill-cache")
     yield

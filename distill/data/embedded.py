@@ -28,11 +28,13 @@ def mnist1d(num_samples: Annotated[int, Field(ge=20)] = 5000,
     Made once per machine for these values and kept (:mod:`distill.data.generated_cache`)."""
     from importlib.metadata import version
 
+    import scipy
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
     args.num_samples, args.train_split, args.seed = num_samples, train_split, seed
-    key = {"mnist1d": version("mnist1d"), "numpy": np.__version__, "args": vars(args)}
+    key = {"mnist1d": version("mnist1d"), "numpy": np.__version__, "scipy": scipy.__version__,
+           "args": vars(args)}
     d = generated_arrays("mnist1d", key, ("x", "y", "x_test", "y_test"),
                          lambda: make_dataset(args))
     return _tensor_splits(d["x"], d["y"], d["x_test"], d["y_test"], 10)

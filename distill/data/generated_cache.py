@@ -21,6 +21,7 @@ from distill.atomic_write import atomic_write
 
 
 def cache_root() -> Path:
+    """The folder of kept datasets (the module's docstring says which)."""
     if os.environ.get("DISTILL_CACHE"):
         return Path(os.environ["DISTILL_CACHE"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "distill"
@@ -31,13 +32,17 @@ def generated_arrays(name: str, key: dict, fields: tuple[str, ...],
     """The arrays ``fields`` of ``make()``, read from the cache when it holds them for ``key``
     (JSON-able: the generator's arguments and versions), else made and stored."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-    path = cache_root() / "generated" / f"{name}-{digest}.npz"
+    try:
+        path = cache_root() / "generated" / f"{name}-{digest}.npz"
+    except RuntimeError:  # no home folder to keep it in
+        made = make()
+        return {field: np.asarray(made[field]) for field in fields}
     try:
         with np.load(path, allow_pickle=False) as stored:
             if set(fields) <= set(stored.files):
                 return {field: stored[field] for field in fields}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        pass  # not there yet, or unreadable: made again below
+    except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile):
+        pass  # not there yet, or unreadable (a .npy file loads as an array: TypeError)
     made = make()
     arrays = {field: np.asarray(made[field]) for field in fields}
     try:
