@@ -309,10 +309,9 @@ def main():
                     if done.returncode:
                         sys.exit(f"{kind} {pair} failed:\n{done.stderr[-3000:]}")
                     results[kind].append(json.loads(done.stdout.strip().splitlines()[-1]))
-            speed = {k: statistics.median(r["steps_per_s"] for r in v) for k, v in results.items()}
-            peak = {k: statistics.median(r["peak_mib"] for r in v) for k, v in results.items()}
-            faults = {k: statistics.median(r["faults_per_step"] for r in v)
-                      for k, v in results.items()}
+            speed, peak, faults = ({k: statistics.median(r[field] for r in v)
+                                    for k, v in results.items()}
+                                   for field in ("steps_per_s", "peak_mib", "faults_per_step"))
             paired = [w["steps_per_s"] / p["steps_per_s"]
                       for p, w in zip(results["plain"], results["workbench"])]
             print(f"{pair}: plain {speed['plain']:.3f} steps/s ({peak['plain']:.0f} MiB), "

@@ -34,20 +34,19 @@ def generated_arrays(name: str, key: dict, fields: tuple[str, ...],
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     try:
         path = cache_root() / "generated" / f"{name}-{digest}.npz"
-    except RuntimeError:  # no home folder to keep it in
-        made = make()
-        return {field: np.asarray(made[field]) for field in fields}
-    try:
         with np.load(path, allow_pickle=False) as stored:
             if set(fields) <= set(stored.files):
                 return {field: stored[field] for field in fields}
     except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile):
         pass  # not there yet, or unreadable (a .npy file loads as an array: TypeError)
+    except RuntimeError:  # no home folder to keep it in
+        path = None
     made = make()
     arrays = {field: np.asarray(made[field]) for field in fields}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda f: np.savez(f, **arrays))
-    except OSError:
-        pass  # a read-only or full disk: the set is used without keeping it
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda f: np.savez(f, **arrays))
+        except OSError:
+            pass  # a read-only or full disk: the set is used without keeping it
     return arrays
