@@ -66,7 +66,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def _load(args, without_data: bool = False):
     from distill.config import load_experiment
-    from distill.runner import validate_builds
+    from distill.file_check import validate_builds
 
     ef = load_experiment(args.file, args.set or [], getattr(args, "variant", None),
                          args.sweep or [])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from distill.config.load import ExperimentFile
 from distill.errors import UserError
-from distill.runner import stage_keys
+from distill.teacher_stage import stage_keys
 
 
 def plan_commands(ef: ExperimentFile, args) -> tuple[list[str], list[str], list[str]]:

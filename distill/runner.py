@@ -15,54 +15,21 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.config.load import ExperimentFile
-from distill.config.schema import Experiment, ObjectiveSpec, StudentSpec
-from distill.continual.runner import check_continual, run_sequence
-from distill.engine.acceleration import check_compiler
-from distill.engine.build import (build_data, build_module, build_teacher, seeded,
-                                  teacher_net_spec, teacher_parts)
 from distill.atomic_write import atomic_save, atomic_write_text
+from distill.config.load import ExperimentFile
+from distill.config.schema import Experiment
+from distill.continual.runner import run_sequence
+from distill.engine.build import teacher_net_spec, teacher_parts
 from distill.engine.process_rank import Unlocked, is_writer, several, wait_for
 from distill.engine.run_lock import RunLock
-from distill.engine.stage import (RunPlan, check_loggers, check_run_folder, check_trainer_keys,
-                                  fingerprint, fit, quiet_lightning)
-from distill.errors import ConfigError, UserError, shorten
+from distill.engine.stage import RunPlan, check_run_folder, fit
+from distill.engine.trainer_args import quiet_lightning
+from distill.errors import UserError
+from distill.fingerprint import fingerprint
 from distill.registry import objectives, teachers
 from distill.results.store import NoStore, ResultsStore
 from distill.results.recording import numeric, read_object, record_stage
-
-
-def teacher_stage(exp: Experiment) -> Experiment:
-    """The teacher's own training: its network as a student of the labels, with
-    ``teacher.objectives`` (default: cross-entropy)."""
-    spec = exp.teacher
-    return exp.model_copy(update={
-        "teacher": None, "student": StudentSpec(net=teacher_net_spec(exp)), "train": spec.train,
-        "objectives": spec.objectives or [ObjectiveSpec(name="ce", weight=1.0,
-                                                        warmup_epochs=0)], "variants": {}})
-
-
-def teacher_identity(exp: Experiment) -> dict:
-    """What decides the teacher's weights: its network, data and recipe."""
-    identity = {"net": teacher_net_spec(exp).model_dump(), "data": exp.data.model_dump(),
-                # how often it measured the test set does not change its weights
-                "train": exp.teacher.train.model_dump(exclude={"validate_every"}),
-                "seed": exp.teacher.seed}
-    if exp.teacher.objectives:
-        identity["objectives"] = [o.model_dump() for o in exp.teacher.objectives]
-    return identity
-
-
-def needs_teacher_stage(exp: Experiment) -> bool:
-    return exp.teacher is not None and exp.teacher.checkpoint is None and exp.teacher.train is not None
-
-
-def stage_keys(exp: Experiment) -> list[str | None]:
-    """For each of the teacher's networks (:func:`teacher_parts`), its teacher stage (the
-    fingerprint of its identity), None for one that has no stage (a checkpoint, a random
-    teacher)."""
-    return [fingerprint(teacher_identity(part)) if needs_teacher_stage(part) else None
-            for _, part in teacher_parts(exp)]
+from distill.teacher_stage import stage_keys, teacher_identity, teacher_stage
 
 
 def reads_teacher(exp: Experiment) -> bool:
@@ -284,50 +251,3 @@ def source_of(exp_dir: Path) -> tuple[str, list[str], list[str]]:
                         f"`distill run`: run the experiment file again with `distill run FILE "
                         f"--out {exp_dir.parent}`", file=str(source))
     return str(exp_dir / "experiment.yaml"), sets, sweeps
-
-
-def validate_builds(ef: ExperimentFile, without_data: bool = False) -> None:
-    """Build every variant once (data, networks, dry forward, objective binding), training
-    nothing; ``without_data``: sets read from files are stood in by their declared shapes."""
-    quiet_lightning()
-    for variant, exp in ef.variants.items():
-        try:
-            check_trainer_keys(exp.trainer)
-            check_loggers(exp.loggers)
-            check_compiler(exp.compile)
-            for i, (prefix, part) in enumerate(teacher_parts(exp) if not exp.data.labels
-                                               else []):
-                if needs_teacher_stage(part):  # named where the file gives the recipe
-                    own = not exp.teacher.members or exp.teacher.members[i].train
-                    raise ConfigError(f"{prefix if own else 'teacher'}.train",
-                                      f"the teacher stage trains on the labels, but `data.labels: "
-                                      f"false` says there are none; give `{prefix}.checkpoint` "
-                                      f"instead")
-            seeded(exp.seeds[0])
-            data = build_data(exp, exp.seeds[0], without_data)
-            tasks = check_continual(exp, data)
-            teacher = build_teacher(exp, data, None)
-            build_module(exp, data, teacher, tasks=tasks)
-            for prefix, part in teacher_parts(exp):
-                if needs_teacher_stage(part):
-                    validate_teacher_stage(part, data, prefix)
-        except UserError as e:
-            raise ef.locate(e, variant) from None
-
-
-def validate_teacher_stage(exp: Experiment, data, prefix: str = "teacher") -> None:
-    """Build the teacher stage's module (its network as a student of ``teacher.objectives``), so
-    an objective that cannot train that network is refused before anything runs; its errors
-    name the teacher's keys (``prefix``: ``teacher`` or ``teacher.members.<i>``)."""
-    try:
-        build_module(teacher_stage(exp), data, None)
-    except UserError as e:
-        own = e.key
-        if own and own.split(".")[0] in ("objectives", "train"):
-            e.key = f"{prefix}.{own}"
-        elif own and own.startswith("student."):
-            e.key = f"{prefix}.{own[len('student.'):]}"
-        if own and e.key != own:  # the advice names the file's key too
-            e.message = e.message.replace(own, e.key)
-        raise
-

@@ -11,7 +11,8 @@ original. ViTs are built for the input's size (``image_size``). ``cifar_stem`` (
 replaces the 7x7 stride-2 stem conv and max-pool by one 3x3 stride-1 conv for 32 x 32 inputs.
 Pretrained weights are read only from the local torch hub cache and keep every tensor whose shape
 still matches (a classifier for another class count, a replaced first conv and a CIFAR stem are
-initialised anew; all but the classifier with a warning).
+initialised anew; all but the classifier with a warning). torchvision is imported when such a
+network is built (2 s), not when the registry is read.
 """
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from urllib.parse import urlparse
 
 import torch
 from torch import nn
-from torchvision import models
 
 from distill.errors import ConfigError
 from distill.registry import nearest, networks
@@ -65,6 +65,8 @@ def replace_first_conv(net: nn.Module, in_channels: int) -> None:
 
 def load_cached_weights(net: nn.Module, arch: str, name: str, head: str | None) -> None:
     """Load torchvision weights ``name`` from the local torch hub cache, never from the network."""
+    from torchvision import models
+
     enum = models.get_model_weights(arch)
     try:
         weights = enum.verify(name)
@@ -92,6 +94,8 @@ def load_cached_weights(net: nn.Module, arch: str, name: str, head: str | None) 
 def torchvision_net(num_classes: int, input_shape: tuple, arch: str, weights: str | None = None,
                     cifar_stem: bool = False) -> Tapped:
     """A torchvision classification model by name (``arch``), optionally with cached weights."""
+    from torchvision import models
+
     names = models.list_models(module=models)
     if arch not in names:
         raise ConfigError("arch", f"unknown torchvision model {arch!r}{nearest(arch, names)}; "

@@ -123,7 +123,7 @@ def test_compile_trains_the_compiled_networks_to_the_same_numbers(tmp_path):
 def test_compile_without_a_compiler_is_refused_at_validate(tmp_path, monkeypatch):
     from distill.engine import acceleration
     from distill.errors import UserError
-    from distill.runner import validate_builds
+    from distill.file_check import validate_builds
 
     f = tmp_path / "c.yaml"
     f.write_text(digits_pair("c", "  - {name: ce}\n", tail="compile: true\n"))

@@ -108,3 +108,41 @@ def test_the_cli_and_the_results_commands_load_no_engine():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_validate_plan_and_list_load_no_lightning():
+    """``distill validate`` and ``distill plan`` of a file without a ``trainer:`` section, and
+    ``distill list``, build what they check without Lightning, torchmetrics or torchvision (5 s of
+    imports); a file that sets Lightning's Trainer arguments has them checked by Lightning."""
+    import subprocess
+    import sys
+
+    heavy = ("lightning", "torchmetrics", "torchvision")
+    code = ("import contextlib, io, sys; from distill.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    codes = [main(a) for a in ([{}], ['list'])]\n"
+            "print(codes, sorted(m for m in {!r} if m in sys.modules))")
+    for command in ("'validate', 'experiments/quickstart.yaml'",
+                    "'plan', 'experiments/quickstart.yaml'"):
+        out = subprocess.run([sys.executable, "-c", code.format(command, heavy)], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout
+        assert out.strip() == "[0, 0] []", out
+    code = code.format("'validate', 'experiments/quickstart.yaml', '--set', "
+                       "'trainer.accelerator=tpuu'", heavy)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == f"[2, 0] {sorted(heavy)}", done.stdout  # Lightning's own imports
+    assert "trainer.accelerator" in done.stderr and "refused by Lightning" in done.stderr
+
+
+def test_an_objective_has_every_hook_of_a_lightning_callback():
+    """Objectives are Lightning callbacks without importing Lightning: the hooks listed for them
+    are Lightning's, and each does nothing until an objective defines its own."""
+    from lightning.pytorch.callbacks import Callback
+
+    from distill.objectives.base import CALLBACK_HOOKS, Objective
+
+    lightnings = {name for name, member in vars(Callback).items()
+                  if callable(member) and not name.startswith("_")}
+    assert set(CALLBACK_HOOKS) == lightnings - {"state_dict", "load_state_dict"}
+    assert all(getattr(Objective(), hook)(None, None) is None for hook in CALLBACK_HOOKS)

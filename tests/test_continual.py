@@ -18,7 +18,7 @@ from distill.cli import main
 from distill.config import load_experiment
 from distill.continual.accuracy_matrix import AccuracyMatrix, metric_notes
 from distill.continual.manifest import Manifest
-from distill.continual.runner import check_continual, task_sequence
+from distill.continual.tasks import check_continual, task_sequence
 from distill.continual.task_data import task_data
 from distill.continual.tasks import TaskSequence
 from distill.engine.build import build_data, build_module, build_teacher

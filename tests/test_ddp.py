@@ -544,9 +544,9 @@ def test_generation_accuracy_adds_up_every_processes_counts():
     ({"strategy": "auto", "devices": 2}, "ddp_find_unused_parameters_true"),
     ({}, None), ({"devices": 1}, None)])
 def test_several_processes_expect_parameters_a_step_leaves_unused(trainer, strategy):
-    from distill.engine.stage import _trainer_args
+    from distill.engine.trainer_args import trainer_args
 
-    assert _trainer_args(trainer).get("strategy") == strategy
+    assert trainer_args(trainer).get("strategy") == strategy
 
 
 def test_batchnorm_synchronised_across_cpu_processes_is_refused(tmp_path, capsys):

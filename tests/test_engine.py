@@ -11,7 +11,7 @@ import torch
 from distill.cli import main
 from distill.config import load_experiment
 from distill.engine.build import build_data, build_module, build_teacher
-from distill.engine.module import Term
+from distill.engine.term import Term
 from distill.engine.progress import EpochLine
 from distill.errors import UserError
 from distill.objectives.base import Objective
@@ -498,3 +498,31 @@ def test_teacher_tensors_are_left_out_under_every_name_and_put_back():
                  digest({"net.weight": torch.zeros(2, 3)}), "last.ckpt")
     put_back(checkpoint, holder.teacher, kept, "last.ckpt")
     holder.load_state_dict(checkpoint["state_dict"])  # strict: every name is back
+
+
+def test_seeded_sets_what_lightnings_seed_everything_sets(monkeypatch):
+    """``seeded`` (without importing Lightning) leaves Python's, NumPy's and torch's generators
+    and Lightning's environment exactly as ``seed_everything(seed, workers=True)`` does."""
+    import os
+    import random
+
+    import numpy as np
+    from lightning.fabric.utilities.seed import seed_everything
+
+    from distill.engine.build import seeded
+
+    def state():
+        return (random.getstate(), np.random.get_state()[1].tolist(),
+                torch.get_rng_state().tolist(), os.environ.get("PL_GLOBAL_SEED"),
+                os.environ.get("PL_SEED_WORKERS"))
+
+    for seed in (0, 7, 2 ** 32 - 1):
+        for name in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):
+            monkeypatch.delenv(name, raising=False)
+        seed_everything(seed, workers=True, verbose=False)
+        expected = state()
+        for name in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):
+            monkeypatch.delenv(name, raising=False)
+        random.seed(1), np.random.seed(1), torch.manual_seed(1)
+        seeded(seed)
+        assert state() == expected

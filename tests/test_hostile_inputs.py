@@ -778,14 +778,14 @@ def test_a_usage_error_is_one_line(capsys, args, words):
 
 
 def test_library_warnings_do_not_break_the_one_line_rule(tmp_path, capsys, monkeypatch):
-    import distill.runner as runner
-    real = runner.build_data
+    import distill.file_check as file_check
+    real = file_check.build_data
 
     def noisy(*a, **k):
         warnings.warn("a library has something to say", UserWarning)
         return real(*a, **k)
 
-    monkeypatch.setattr(runner, "build_data", noisy)
+    monkeypatch.setattr(file_check, "build_data", noisy)
     f = write(tmp_path, GOOD.replace("hidden: [32]", "hidden: [32, 0]"))
     text = refused(capsys, ["validate", f])
     assert "hidden" in text

@@ -14,7 +14,8 @@ from lightning.pytorch.callbacks import Callback
 from distill.config import load_experiment
 from distill.data.batch_groups import MOST, BatchGroups, group_size
 from distill.engine.build import seeded
-from distill.engine.module import STEP_HOOKS, DistillationModule, Term
+from distill.engine.module import STEP_HOOKS, DistillationModule
+from distill.engine.term import Term
 from distill.objectives.base import Objective
 from distill.engine.stage import RunPlan, fit
 from test_engine import TINY, built, trainer

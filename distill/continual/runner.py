@@ -29,7 +29,7 @@ from distill.continual.evaluate import evaluate_seen, evaluations, task_test_cou
 from distill.continual.heatmap import matplotlib_missing, save_heatmap
 from distill.continual.manifest import Manifest
 from distill.continual.task_data import task_data
-from distill.continual.tasks import TaskSequence
+from distill.continual.tasks import TaskSequence, task_sequence
 from distill.data.base import DataModule
 from distill.engine.acceleration import accelerate
 from distill.engine.build import build_data, build_module, build_teacher, seeded
@@ -37,11 +37,12 @@ from distill.engine.checkpoint_io import SafeCheckpointIO
 from distill.engine.module import DistillationModule
 from distill.engine.process_rank import is_writer
 from distill.engine.rng_state import capture_rng
-from distill.engine.stage import (RunPlan, check_run_folder, fingerprint, last_checkpoint,
+from distill.engine.stage import (RunPlan, check_run_folder, last_checkpoint,
                                    resolved_config, stage_trainer)
 from distill.engine.teacher_in_checkpoints import put_back
 from distill.environment import record_start
-from distill.errors import ConfigError, UserError
+from distill.errors import UserError
+from distill.fingerprint import fingerprint
 
 HEATMAP = "accuracy_matrix.png"
 
@@ -49,22 +50,6 @@ HEATMAP = "accuracy_matrix.png"
 def task_seed(seed: int, task: int) -> int:
     """The seed every generator gets when task ``task`` of the run with ``seed`` starts."""
     return int(np.random.SeedSequence([seed, task]).generate_state(1)[0])
-
-
-def task_sequence(exp: Experiment, num_classes: int, seed: int) -> TaskSequence:
-    spec = exp.continual
-    return TaskSequence.split(num_classes, spec.tasks, spec.order, seed)
-
-
-def check_continual(exp: Experiment, data: DataModule) -> TaskSequence | None:
-    """The task sequence of ``exp`` for its first seed (None when it is not continual), after
-    refusing what a task sequence cannot do."""
-    if exp.continual is None:
-        return None
-    if exp.evaluate:
-        raise ConfigError("evaluate", "a continual run reports its accuracy matrix; evaluators "
-                                      "run on single-stage runs only")
-    return task_sequence(exp, data.num_classes, exp.seeds[0])
 
 
 def task_dir(run_dir: Path, task: int) -> Path:

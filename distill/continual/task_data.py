@@ -11,7 +11,7 @@ from distill.errors import UserError
 
 def task_data(base: DataModule, tasks: TaskSequence, task: int, seed: int) -> DataModule:
     """``base`` (with any subset it already has, e.g. a long-tail profile) restricted to the
-    classes of ``task``; ``seed`` fixes its data order."""
+    classes of ``task``, of ``base``'s class; ``seed`` fixes its data order."""
     splits = base.splits
     train = base.train_set.indices
     train = torch.arange(len(splits.train)) if train is None else train
@@ -23,5 +23,5 @@ def task_data(base: DataModule, tasks: TaskSequence, task: int, seed: int) -> Da
         which = "training" if len(train) == 0 else "test"
         raise UserError(f"task {task} (classes {list(tasks.classes[task])}) has no {which} "
                         f"samples; check the dataset or use fewer tasks")
-    return DataModule(splits, base.batch_size, base.num_workers, seed, base.eval_batch_size,
+    return type(base)(splits, base.batch_size, base.num_workers, seed, base.eval_batch_size,
                       train_index=train, test_index=test, views=base.views)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from distill.config.schema import Experiment
+from distill.data.base import DataModule
 from distill.errors import ConfigError
 
 
@@ -48,3 +50,20 @@ class TaskSequence:
     def members(self, targets: torch.Tensor, task: int) -> torch.Tensor:
         """Positions of ``targets`` whose class belongs to ``task``."""
         return torch.isin(targets, torch.tensor(self.classes[task])).nonzero().flatten()
+
+
+def task_sequence(exp: Experiment, num_classes: int, seed: int) -> TaskSequence:
+    """The task sequence of ``exp``'s ``continual:`` section for a dataset of ``num_classes``."""
+    spec = exp.continual
+    return TaskSequence.split(num_classes, spec.tasks, spec.order, seed)
+
+
+def check_continual(exp: Experiment, data: DataModule) -> TaskSequence | None:
+    """The task sequence of ``exp`` for its first seed (None when it is not continual), after
+    refusing what a task sequence cannot do."""
+    if exp.continual is None:
+        return None
+    if exp.evaluate:
+        raise ConfigError("evaluate", "a continual run reports its accuracy matrix; evaluators "
+                                      "run on single-stage runs only")
+    return task_sequence(exp, data.num_classes, exp.seeds[0])

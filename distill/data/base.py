@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset, default_collate
 
@@ -127,8 +126,12 @@ class EpochSampler(Sampler):
         return -(-self.size // self.world)
 
 
-class DataModule(L.LightningDataModule):
-    """Loaders over :class:`Splits`, optionally restricted to ``train_index`` / ``test_index``."""
+class DataModule:
+    """Loaders over :class:`Splits`, optionally restricted to ``train_index`` / ``test_index``.
+    Lightning's data module is :class:`~distill.engine.lightning_data.LightningData`, this class
+    with Lightning's base; ``distill validate`` builds this one, without importing Lightning."""
+
+    trainer = None  # the Trainer that fits with it (Lightning sets it)
 
     def __init__(self, splits: Splits, batch_size: int = 128, num_workers: int = 0, seed: int = 0,
                  eval_batch_size: int | None = None, train_index: torch.Tensor | None = None,
@@ -175,8 +178,7 @@ class DataModule(L.LightningDataModule):
                           generator=torch.Generator().manual_seed(self.seed))
 
     def _rank_world(self) -> tuple[int, int]:
-        trainer = getattr(self, "trainer", None)
-        return getattr(trainer, "global_rank", 0), getattr(trainer, "world_size", 1)
+        return getattr(self.trainer, "global_rank", 0), getattr(self.trainer, "world_size", 1)
 
     def train_dataloader(self):
         rank, world = self._rank_world()
@@ -195,7 +197,7 @@ class DataModule(L.LightningDataModule):
         """The epoch the attached trainer starts or runs, as Lightning gives it to ``set_epoch``
         (None outside a fit): on resume its ``current_epoch`` still reads the last finished one
         when the loader is first iterated."""
-        trainer = getattr(self, "trainer", None)
+        trainer = self.trainer
         return None if trainer is None else trainer.fit_loop.epoch_progress.current.processed
 
     def training_batch(self, batch, epoch: int, views: bool = True):
@@ -234,8 +236,7 @@ class DataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx):
         if isinstance(batch, BatchGroup):
             return BatchGroup(self.on_after_batch_transfer(b, dataloader_idx) for b in batch)
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.training:
+        if self.trainer is not None and self.trainer.training:
             batch = self.training_batch(batch, self.epoch_now())
         if not self.channels_last or not isinstance(batch[0], torch.Tensor):
             return batch

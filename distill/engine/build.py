@@ -6,18 +6,21 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
+import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import default_collate
 
 from distill.config.schema import Experiment, NetSpec
 from distill.data.base import DataModule, Splits
 from distill.data.declared import STAND_INS
-from distill.engine.module import DistillationModule, Term
 from distill.engine.teacher_cache import CachePlan
 from distill.engine.teacher_output_store import FOLDER
+from distill.engine.term import Term
 from distill.errors import ConfigError, UserError, shorten
 from distill.contracts import BindContext, ModelOutput
 from distill.registry import augmentations, datasets, objectives, teachers
@@ -28,16 +31,21 @@ from teachers.checkpoint import load_weights
 from teachers.ensemble import Ensemble
 from teachers.role import TeacherRole
 
+if TYPE_CHECKING:
+    from distill.engine.module import DistillationModule
+
 
 @functools.lru_cache(maxsize=8)
 def _splits(name: str, params_json: str) -> Splits:
     return datasets.get(name).target(**json.loads(params_json))
 
 
-def build_data(exp: Experiment, seed: int, without_data: bool = False) -> DataModule:
+def build_data(exp: Experiment, seed: int, without_data: bool = False,
+               for_fit: bool = True) -> DataModule:
     """The experiment's data module; dataset loading is cached within the process.
     ``without_data``: a set read from files is stood in by its declared shapes and classes
-    (:mod:`distill.data.declared`)."""
+    (:mod:`distill.data.declared`); ``for_fit``: Lightning's data module, else the same without
+    Lightning (``validate``)."""
     spec = exp.data
     with user_values("data.root" if "root" in spec.params() else "data"):
         try:
@@ -72,7 +80,11 @@ def build_data(exp: Experiment, seed: int, without_data: bool = False) -> DataMo
         with user_values("data.views"):
             views = (augmentations.get(spec.views.name).target(**spec.views.params()),
                      spec.views.count)
-    data = DataModule(splits, spec.batch_size, spec.num_workers, seed, spec.eval_batch_size,
+    if for_fit:
+        from distill.engine.lightning_data import LightningData as data_class
+    else:
+        data_class = DataModule
+    data = data_class(splits, spec.batch_size, spec.num_workers, seed, spec.eval_batch_size,
                       train_index=train_index, views=views)
     if views is not None or splits.augment is not None:  # refused here, not at the first batch
         with user_values("data.views" if views is not None else "data"):
@@ -206,9 +218,26 @@ def cache_plan(exp: Experiment, data: DataModule,
 def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
                  task: int = 0, teacher_weights: list[str | None] | None = None,
                  tasks=None) -> DistillationModule:
-    """Student, objectives bound to both networks' outputs, and the module around them.
+    """The LightningModule around :func:`build_terms`'s student and objectives.
     ``teacher_weights``: the teacher stages' weights files (as for :func:`build_teacher`);
     ``tasks`` the continual TaskSequence and ``task`` the index of the task to train."""
+    from distill.engine.module import DistillationModule
+
+    student, terms = build_terms(exp, data, teacher, teacher_weights, tasks)
+    return DistillationModule(student, teacher, terms, data.num_classes, exp.train.epochs,
+                              exp.train.optimizer.model_dump(exclude_none=False),
+                              exp.train.schedule.model_dump(), task=task, kind=data.kind,
+                              cache_plan=cache_plan(exp, data, teacher_weights),
+                              gradient_clip=exp.train.gradient_clip,
+                              accumulate=exp.trainer.get("accumulate_grad_batches", 1),
+                              clip_algorithm=exp.trainer.get("gradient_clip_algorithm", "norm"))
+
+
+def build_terms(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
+                teacher_weights: list[str | None] | None = None,
+                tasks=None) -> tuple[Tapped, list[Term]]:
+    """The student and the objectives bound to both networks' outputs, with every check a run
+    makes before it trains (``validate`` builds this much, without Lightning)."""
     student = build_net(exp.student.net, data, "student.net")
     if exp.student.init.from_ == "teacher":
         if teacher is None:
@@ -241,13 +270,7 @@ def build_module(exp: Experiment, data: DataModule, teacher: TeacherRole | None,
                           objective.warmup_first_epoch))
     check_probed(exp, s_out, t_out, teacher)
     check_recipes(exp, student, teacher)
-    return DistillationModule(student, teacher, terms, data.num_classes, exp.train.epochs,
-                              exp.train.optimizer.model_dump(exclude_none=False),
-                              exp.train.schedule.model_dump(), task=task, kind=data.kind,
-                              cache_plan=cache_plan(exp, data, teacher_weights),
-                              gradient_clip=exp.train.gradient_clip,
-                              accumulate=exp.trainer.get("accumulate_grad_batches", 1),
-                              clip_algorithm=exp.trainer.get("gradient_clip_algorithm", "norm"))
+    return student, terms
 
 
 def check_probed(exp: Experiment, s_out: ModelOutput, t_out: ModelOutput | None,
@@ -296,4 +319,11 @@ def check_recipes(exp: Experiment, student: torch.nn.Module, teacher: TeacherRol
 
 
 def seeded(seed: int) -> None:
-    L.seed_everything(seed, workers=True, verbose=False)
+    """Python's, NumPy's and torch's generators from ``seed``, and the environment Lightning
+    reads it from (``PL_GLOBAL_SEED``; ``PL_SEED_WORKERS``: loader workers seeded from it): what
+    Lightning's ``seed_everything(seed, workers=True)`` does, without importing Lightning."""
+    os.environ["PL_GLOBAL_SEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ["PL_SEED_WORKERS"] = "1"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from dataclasses import dataclass
 
 import lightning as L
 import torch
@@ -21,13 +20,15 @@ from distill.contracts.global_batch import global_step, on_every_rank, reads_glo
 from distill.data.base import EpochSampler
 from distill.data.batch_groups import BatchGroup, BatchGroups
 from distill.engine.epoch_means import EpochMeans
+from distill.engine.objective_hooks import ObjectiveHooks
 from distill.engine.rng_state import capture_rng, restore_rng
 from distill.engine.teacher_cache import CachePlan, TeacherCache
-from distill.engine.teacher_output_store import TeacherOutputStore, hardware
 from distill.engine.teacher_in_checkpoints import digest, from_files, leave_out, put_back
+from distill.engine.teacher_output_store import TeacherOutputStore, hardware
+from distill.engine.term import Term
 from distill.environment import checkout
 from distill.errors import UserError
-from distill.objectives.base import Objective, ObjectiveHooks
+from distill.objectives.base import Objective
 from distill.registry import optimizers, schedules
 from distill.task_kinds import Classification, TaskKind
 from students.taps import Tapped
@@ -49,24 +50,6 @@ def overrides(objects, hooks, base=Callback) -> bool:
 
 def _plus(total: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
     return value if total is None else total + value
-
-
-@dataclass
-class Term:
-    """An objective in the sum: ``weight * min(1, (epoch + first) / warmup_epochs) * loss``,
-    epochs counted from 0: with ``first`` 0 the first epoch's weight is 0 (the ND authors' ramp),
-    with 1 it is 1/warmup (mdistiller counts epochs from 1, so DKD's ramp)."""
-
-    label: str
-    objective: Objective
-    weight: float = 1.0
-    warmup_epochs: int = 0
-    first: int = 0
-
-    def weight_at(self, epoch: int) -> float:
-        if self.warmup_epochs <= 0:
-            return self.weight
-        return self.weight * min(1.0, (epoch + self.first) / self.warmup_epochs)
 
 
 class DistillationModule(L.LightningModule):
@@ -276,7 +259,7 @@ class DistillationModule(L.LightningModule):
         ``max_steps`` count Lightning steps) and no objective has a hook of its own at each
         batch's start or end."""
         t = self.trainer
-        per_batch = overrides(self.objectives, PER_BATCH_HOOKS)
+        per_batch = overrides(self.objectives, PER_BATCH_HOOKS, Objective)
         return (isinstance(t.strategy, SingleDeviceStrategy) and t.max_steps == -1
                 and not t.fast_dev_run and not t.overfit_batches and not per_batch
                 and all(isinstance(limit, float) and limit == 1.0
@@ -289,11 +272,13 @@ class DistillationModule(L.LightningModule):
         objective, for its ObjectiveHooks) and not the module has a hook around either. Never
         under DDP: its strategy readies the gradients' all-reduce in its own backward."""
         t = self.trainer
-        listeners = [c.objective if isinstance(c, ObjectiveHooks) else c for c in t.callbacks]
+        own = [c.objective for c in t.callbacks if isinstance(c, ObjectiveHooks)]
+        others = [c for c in t.callbacks if not isinstance(c, ObjectiveHooks)]
         return (isinstance(t.strategy, SingleDeviceStrategy)
                 and type(t.precision_plugin) is Precision
                 and isinstance(t.profiler, PassThroughProfiler)
-                and not overrides(listeners, STEP_HOOKS)
+                and not overrides(own, STEP_HOOKS, Objective)
+                and not overrides(others, STEP_HOOKS)
                 and not overrides([self], STEP_HOOKS[:2] + ("backward", "manual_backward"),
                                   L.LightningModule))
 

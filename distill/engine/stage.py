@@ -1,18 +1,14 @@
 """One stage: one ``Trainer.fit`` of one configuration and seed in its run folder, with its
 epoch-end checkpoint (``checkpoints/last.ckpt``, written atomically, holding the generators'
 state), its per-epoch CSV log (kept across a resume) and ``metrics.json``. A stage interrupted at
-any moment continues from its checkpoint; the Trainer's own arguments are checked here too."""
+any moment continues from its checkpoint. The Trainer's arguments and their checks are
+:mod:`distill.engine.trainer_args`'s."""
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import inspect
 import json
-import logging
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,128 +26,14 @@ from distill.engine.checkpoint_io import SafeCheckpointIO
 from distill.engine.epoch_checkpoint import EpochCheckpoint
 from distill.engine.uninitialised_fill import WithoutUninitialisedFill
 from distill.engine.epoch_log import EpochLog
-from distill.engine.process_rank import STRATEGIES, is_writer, several
+from distill.engine.process_rank import is_writer
 from distill.engine.progress import progress_callbacks
 from distill.engine.rng_state import capture_rng
+from distill.engine.trainer_args import trainer_args
 from distill.engine.validation_schedule import ValidationSchedule
 from distill.environment import record_start
-from distill.errors import ConfigError, UserError, shorten
-from distill.registry import evaluators, nearest
-
-RESERVED_TRAINER_KEYS = {"max_epochs", "callbacks", "logger", "default_root_dir", "plugins",
-                         "use_distributed_sampler",
-                         "enable_progress_bar", "num_sanity_val_steps", "enable_model_summary",
-                         "gradient_clip_val", "fast_dev_run", "max_steps", "min_steps",
-                         "min_epochs", "max_time", "check_val_every_n_epoch", "val_check_interval"}
-INSTEAD = {"gradient_clip_val": "is set by the workbench; use train.gradient_clip",
-           "use_distributed_sampler": "is set by the workbench, whose data order shares each "
-                                      "epoch between the processes",
-           **dict.fromkeys(("check_val_every_n_epoch", "val_check_interval"),
-                           "is set by the workbench, which measures the test set once at the end "
-                           "of an epoch; use train.validate_every (it always measures the last)")}
-# Trainer values Lightning accepts but no run can use: (key, smallest value, what it would do)
-AT_LEAST_ONE = {"accumulate_grad_batches": "divide every step by zero",
-                "log_every_n_steps": "divide by zero when logging",
-                "num_nodes": "run on no machine"}
-
-
-def quiet_lightning() -> None:
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
-    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*treespec.*")
-
-
-def check_trainer_keys(trainer: dict) -> None:
-    valid = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"} - RESERVED_TRAINER_KEYS
-    for key in trainer:
-        if key not in valid:
-            why = INSTEAD.get(key, "is set by the workbench") if key in RESERVED_TRAINER_KEYS else \
-                f"is not a Lightning Trainer argument{nearest(key, valid)}"
-            raise ConfigError(f"trainer.{key}", why)
-    if trainer:
-        check_trainer_values(trainer)
-
-
-def _trainer_args(trainer: dict) -> dict:
-    args = dict(accelerator="auto", devices=1, precision="32-true", deterministic=True,
-                log_every_n_steps=10)
-    args.update(trainer)
-    if several(trainer) and args.get("strategy", "auto") in ("auto", "ddp"):
-        # DDP, told that a step may leave parameters unused (a cross encoder's towers under itm,
-        # later tasks' prototypes, a score head)
-        args["strategy"] = "ddp_find_unused_parameters_true"
-    return args
-
-
-def check_trainer_values(trainer: dict) -> None:
-    """Construct a Trainer with the file's ``trainer:`` values (cheap, nothing written), so a value
-    Lightning refuses (accelerator, precision, devices, strategy, ...) is refused at validate; the
-    key is found by trying each value alone."""
-    import tempfile
-
-    def attempt(values: dict) -> Exception | None:
-        with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                L.Trainer(**_trainer_args(values), max_epochs=1, logger=False, callbacks=[],
-                          enable_checkpointing=False, enable_progress_bar=False,
-                          enable_model_summary=False, default_root_dir=scratch)
-            except Exception as e:  # Lightning's MisconfigurationException, ValueError, TypeError
-                return e
-        return None
-
-    for key, why in AT_LEAST_ONE.items():
-        value = trainer.get(key)
-        if isinstance(value, bool) or (isinstance(value, (int, float)) and value < 1):
-            raise ConfigError(f"trainer.{key}", f"{value} would {why}; give 1 or more")
-    _check_cpu_values(trainer)
-    strategy = trainer.get("strategy", "auto")
-    if strategy not in STRATEGIES:
-        raise ConfigError("trainer.strategy", f"{shorten(strategy)}: give one of "
-                                              f"{', '.join(STRATEGIES)} (several processes: ddp, "
-                                              f"which runs the same command in each)")
-    for key in ("limit_train_batches", "limit_val_batches"):  # every epoch trains and measures
-        value = trainer.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
-            raise ConfigError(f"trainer.{key}", f"{value} would leave every epoch without "
-                                                f"{'training' if 'train' in key else 'a test'}; "
-                                                f"give more than 0 or remove the key")
-    error = attempt(trainer)
-    if error is None:
-        return
-    key = next((k for k in trainer if attempt({k: trainer[k]}) is not None), None)
-    where = f"trainer.{key}" if key else "trainer"
-    shown = f"{shorten(trainer[key])} " if key and isinstance(trainer[key], str) else ""
-    raise ConfigError(where, f"{shown}is refused by Lightning: "
-                             f"{shorten(str(error).strip() or type(error).__name__, 150)[1:-1]}")
-
-
-def _check_cpu_values(trainer: dict) -> None:
-    """On a machine without a GPU (or with ``accelerator: cpu``): no more processes than cores,
-    and no 16-bit precision (CPUs compute bf16)."""
-    accelerator = trainer.get("accelerator", "auto")
-    if accelerator not in ("cpu", "auto") or (accelerator == "auto"
-                                              and torch.cuda.is_available()):
-        return
-    devices, cores = trainer.get("devices"), os.cpu_count() or 1
-    if isinstance(devices, int) and not isinstance(devices, bool) and devices > cores:
-        raise ConfigError("trainer.devices", f"{devices} processes on a CPU with {cores} cores; "
-                                             f"give at most {cores}")
-    if trainer.get("sync_batchnorm") is True and several(trainer):
-        raise ConfigError("trainer.sync_batchnorm", "torch synchronises BatchNorm across "
-                                                    "processes on GPUs only; remove the key (each "
-                                                    "process then uses its own batch statistics)")
-    if str(trainer.get("precision", "")).startswith("16"):
-        raise ConfigError("trainer.precision", f"{trainer['precision']} needs a GPU; on a CPU "
-                                               f"use bf16-mixed or 32-true")
-
-
-def fingerprint(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+from distill.errors import UserError
+from distill.registry import evaluators
 
 
 @dataclass
@@ -196,20 +78,6 @@ def checkpoint_epoch(path: Path) -> int | None:
         return int(SafeCheckpointIO().load_checkpoint(path)["epoch"])
 
 
-LOGGER_PACKAGES = {"tensorboard": ("tensorboardX", "tensorboard"), "mlflow": ("mlflow",),
-                   "wandb": ("wandb",)}  # what each logger imports (the loggers extra)
-
-
-def check_loggers(loggers: list[str]) -> None:
-    """Every logger the file asks for can be made here (its package is installed)."""
-    for i, name in enumerate(loggers):
-        packages = LOGGER_PACKAGES.get(name, ())
-        if packages and not any(importlib.util.find_spec(p) for p in packages):
-            raise ConfigError(f"loggers.{i}", f"{name} needs the {packages[0]} package, which is "
-                                              f"not installed: pip install -e '.[loggers]', or "
-                                              f"remove it")
-
-
 def other_loggers(exp: Experiment, run_dir: Path, label: str) -> list:
     """The file's loggers besides the CSV log, writing into the run's folder, offline:
     TensorBoard events in ``tensorboard/`` (a resumed stage adds an event file, the earlier
@@ -240,10 +108,10 @@ def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> 
     ``run_dir``, written atomically, so an interrupted stage resumes from its last finished epoch."""
     keep_freed_memory()
     # the module takes its optimiser steps: it clips and accumulates (build_module gives it these)
-    trainer_args = {k: v for k, v in _trainer_args(exp.trainer).items()
-                    if k not in ("accumulate_grad_batches", "gradient_clip_algorithm")}
+    args = {k: v for k, v in trainer_args(exp.trainer).items()
+            if k not in ("accumulate_grad_batches", "gradient_clip_algorithm")}
     if plan.fast:
-        trainer_args.update(limit_train_batches=3, limit_val_batches=2)
+        args.update(limit_train_batches=3, limit_val_batches=2)
     return L.Trainer(
         max_epochs=1 if plan.fast else exp.train.epochs,
         default_root_dir=str(run_dir),
@@ -258,7 +126,7 @@ def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> 
         use_distributed_sampler=False,  # the data module shares each epoch (EpochSampler)
         enable_progress_bar=plan.progress_bar,
         enable_model_summary=False, num_sanity_val_steps=0,
-        **trainer_args)
+        **args)
 
 
 TEACHER_METRICS = "teacher_metrics"  # metrics.json key of a reported teacher's own metrics

@@ -3,7 +3,6 @@ accuracy; the table reports ``top1`` (final epoch) and ``top1_best`` (best epoch
 from __future__ import annotations
 
 import torch
-from torchmetrics.classification import MulticlassAccuracy
 
 from distill.contracts import ModelOutput, Step
 from distill.errors import ConfigError
@@ -21,6 +20,8 @@ class Classification(TaskKind):
     headline = "acc"
 
     def metrics(self, num_classes):
+        from torchmetrics.classification import MulticlassAccuracy  # imported by runs alone
+
         return {"acc": MulticlassAccuracy(num_classes, average="micro")}
 
     def check_network(self, net, name, key):
