@@ -193,7 +193,8 @@ def workbench(path: Path, clock: StepClock, out: Path) -> None:
     from distill.config import load_experiment
     from distill.engine.acceleration import accelerate
     from distill.engine.build import build_data, build_module, build_teacher, seeded
-    from distill.engine.stage import RunPlan, quiet_lightning, stage_trainer
+    from distill.engine.stage import RunPlan, stage_trainer
+    from distill.engine.trainer_args import quiet_lightning
 
     class Stop(Exception):
         pass

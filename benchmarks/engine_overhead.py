@@ -28,8 +28,9 @@ import torch.nn.functional as F
 
 from distill.config import load_experiment
 from distill.engine.allocator import keep_freed_memory
-from distill.engine.build import build_data, build_module, seeded
-from distill.engine.stage import RunPlan, fit, quiet_lightning
+from distill.engine.build import build_data, build_terms, seeded
+from distill.engine.stage import RunPlan, fit
+from distill.engine.trainer_args import quiet_lightning
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +40,7 @@ def plain_loop(exp, seed: int) -> tuple[float, float]:
     whole = time.perf_counter()
     seeded(seed)
     data = build_data(exp, seed)
-    student = build_module(exp, data, None).student
+    student = build_terms(exp, data, None)[0]
     opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, exp.train.epochs)
     started = time.perf_counter()
@@ -84,7 +85,7 @@ def bare_lightning(exp, seed: int) -> tuple[float, float]:
     whole = time.perf_counter()
     seeded(seed)
     data = build_data(exp, seed)
-    module = Bare(build_module(exp, data, None).student)
+    module = Bare(build_terms(exp, data, None)[0])
     trainer = L.Trainer(max_epochs=exp.train.epochs, accelerator="cpu", deterministic=True,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0)

@@ -283,3 +283,22 @@ def test_an_image_folders_declared_classes_must_be_its_folders(tmp_path):
     assert image_folder(root=str(tmp_path), image_size=8, num_classes=2).num_classes == 2
     with pytest.raises(UserError, match="has 2 class folders, not 3"):
         image_folder(root=str(tmp_path), image_size=8, num_classes=3)
+
+
+def test_an_image_folder_of_one_class_is_refused_by_validate(tmp_path, capsys):
+    """One class folder: ``validate`` stops at ``data`` in one line (before this, ``validate``
+    passed it and the run's accuracy metric raised at its start)."""
+    from distill.cli import main
+
+    write_image_folder(tmp_path / "one", classes=("cat",))
+    f = tmp_path / "one.yaml"
+    f.write_text(f"name: one\ndata: {{name: image_folder, root: {tmp_path / 'one'}, image_size: 8}}\n"
+                 "student:\n  net: {name: mlp, hidden: [8]}\n"
+                 "train: {epochs: 1, optimizer: {name: sgd, lr: 0.1}}\nobjectives: [{name: ce}]\n")
+    assert main(["validate", str(f)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "data" in err and "at least 2" in err, err
+    write_image_folder(tmp_path / "two")
+    f.write_text(f.read_text().replace(str(tmp_path / "one"), str(tmp_path / "two")))
+    assert main(["validate", str(f)]) == 0
+

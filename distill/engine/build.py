@@ -61,6 +61,10 @@ def build_data(exp: Experiment, seed: int, without_data: bool = False,
         if len(items) == 0:
             raise ConfigError("data", f"the {part} set of {spec.name} is empty with these values; "
                                       f"give it samples")
+    if splits.kind.name == "classification" and splits.num_classes < 2:
+        raise ConfigError("data", f"{spec.name} gives {splits.num_classes} class here; a "
+                                  f"classifier needs at least 2 (an image folder: one folder a "
+                                  f"class)")
     for name in ("imbalance", "views"):
         if getattr(spec, name) is not None and not splits.kind.has_classes:
             raise ConfigError(f"data.{name}", f"{spec.name} is a {splits.kind.name} set without "

@@ -7,10 +7,10 @@ from distill.objectives.base import CALLBACK_HOOKS, Objective
 
 
 class ObjectiveHooks(Callback):
-    """The Lightning callback of one objective: every hook is the objective's own, but not its
-    state: the objective is a submodule of the LightningModule, so
-    its parameters and buffers are already in the checkpoint's ``state_dict``; as a callback of
-    its own, Lightning would save them a second time under ``callbacks``."""
+    """The Lightning callback of one objective: every hook is the objective's own, its state is
+    not. The objective is a submodule of the LightningModule, so its parameters and buffers are
+    already in the checkpoint's ``state_dict``; as a callback of its own, Lightning would save
+    them a second time under ``callbacks``."""
 
     def __init__(self, objective: Objective):
         self.objective = objective

@@ -1,6 +1,6 @@
-"""The Trainer's arguments from the file's ``trainer:`` section: the workbench's defaults, the
-keys it sets itself, and the checks ``validate`` makes, which import Lightning only for a file
-that sets some."""
+"""The Trainer's arguments from the file's ``trainer:`` and ``loggers:`` sections: the
+workbench's defaults, the keys it sets itself, and the checks ``validate`` makes, which import
+Lightning only for a file that sets Trainer keys."""
 from __future__ import annotations
 
 import importlib.util
@@ -33,8 +33,8 @@ AT_LEAST_ONE = {"accumulate_grad_batches": "divide every step by zero",
 
 
 def quiet_lightning() -> None:
-    """Lightning's log lines and warnings that say nothing to a workbench user, silenced; after
-    Lightning is imported (its import sets its loggers' level)."""
+    """Lightning's log lines and warnings that say nothing to a workbench user, silenced. Its
+    import sets its loggers' level: called before it, only the warning filters hold."""
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -136,7 +136,6 @@ def _check_cpu_values(trainer: dict) -> None:
     if str(trainer.get("precision", "")).startswith("16"):
         raise ConfigError("trainer.precision", f"{trainer['precision']} needs a GPU; on a CPU "
                                                f"use bf16-mixed or 32-true")
-
 
 
 LOGGER_PACKAGES = {"tensorboard": ("tensorboardX", "tensorboard"), "mlflow": ("mlflow",),
