@@ -8,6 +8,7 @@ teacher tables), the student's CE + KD (T = 4) step with SGD.
                                                [--steps 24] [--warmup 4] [--repeats 3]
                                                [--channels-last] [--profile K]
                                                [--allocator as-is|kept|default]
+                                               [--deterministic as-is|on|off]
 
 ``--channels-last``: both sides keep weights and images in NHWC memory order, the workbench by
 its experiment file's ``channels_last: true``, the plain loop by hand.
@@ -23,6 +24,12 @@ distill/engine/allocator.py), ``kept`` (the plain loop also keeps it, set at the
 after its networks and data are built), ``default`` (both with glibc's defaults: the workbench's
 setting is skipped, as it is when the environment sets glibc's tunables). glibc's settings
 inherited from the environment are removed for ``as-is`` and ``kept``.
+
+``--deterministic``: ``as-is`` (the workbench in its default deterministic mode, for exact
+resume: ``torch.use_deterministic_algorithms(True)`` without torch's NaN fill of new tensors; the
+plain loop without it), ``on`` (the plain loop in the same mode, set where the allocator's is),
+``off`` (the workbench's file sets ``trainer: {deterministic: false}``): the engine's cost apart
+from the mode's.
 
 Each measurement is its own process (one torch thread), plain and workbench in turn; a process
 times ``--steps`` training steps after ``--warmup`` and reports its peak resident memory and the
@@ -62,7 +69,7 @@ seeds: [0]
 data: {{name: cifar10, root: {root}, batch_size: 64, num_workers: 0}}
 threads: 1
 channels_last: {channels_last}
-teacher: {{role: frozen, net: {{name: {teacher}}}, checkpoint: {weights}, cache: off}}
+{trainer}teacher: {{role: frozen, net: {{name: {teacher}}}, checkpoint: {weights}, cache: off}}
 student: {{net: {{name: {student}}}}}
 train: {{epochs: 1, optimizer: {{name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 5.0e-4}}}}
 objectives:
@@ -97,7 +104,8 @@ def write_cifar10(root: Path, images: int) -> None:
         pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, f, protocol=4)
 
 
-def experiment_file(work: Path, teacher: str, student: str, channels_last: bool = False) -> Path:
+def experiment_file(work: Path, teacher: str, student: str, channels_last: bool = False,
+                    deterministic: bool = True) -> Path:
     from students import build_network
 
     weights = work / f"{teacher}.pt"
@@ -107,7 +115,9 @@ def experiment_file(work: Path, teacher: str, student: str, channels_last: bool 
         torch.save(net.net.state_dict(), weights)
     f = experiment_path(work, f"{teacher}:{student}", channels_last)
     f.write_text(EXPERIMENT.format(root=work / "data", teacher=teacher, student=student,
-                                   weights=weights, channels_last=str(channels_last).lower()))
+                                   weights=weights, channels_last=str(channels_last).lower(),
+                                   trainer="" if deterministic
+                                   else "trainer: {deterministic: false}\n"))
     return f
 
 
@@ -145,10 +155,12 @@ class StepClock:
         return True
 
 
-def plain(path: Path, clock: StepClock, keep_memory: bool = False) -> None:
+def plain(path: Path, clock: StepClock, keep_memory: bool = False,
+          deterministic: bool = False) -> None:
     """The same work as a bare loop: the data module's batches and augmentation, the frozen
     teacher's logits, CE + KD, SGD (in NHWC memory order when the file asks for it); with
-    ``keep_memory``, glibc keeps freed memory from where a stage's trainer would set it."""
+    ``keep_memory``, glibc keeps freed memory from where a stage's trainer would set it, with
+    ``deterministic`` the loop runs in the workbench's deterministic mode from there."""
     from distill.config import load_experiment
     from distill.engine.build import build_data, build_module, build_teacher, seeded
 
@@ -165,6 +177,11 @@ def plain(path: Path, clock: StepClock, keep_memory: bool = False) -> None:
         from distill.engine.allocator import keep_freed_memory
 
         keep_freed_memory()
+    if deterministic:
+        from torch.utils import deterministic as mode
+
+        torch.use_deterministic_algorithms(True)
+        mode.fill_uninitialized_memory = False
     epoch = 0
     while True:
         loader = data.train_dataloader()
@@ -228,7 +245,8 @@ def one(args) -> None:
     work = Path(args.work)
     path = experiment_path(work, args.pair, args.channels_last)
     if args.one == "plain":
-        plain(path, clock, keep_memory=args.allocator == "kept")
+        plain(path, clock, keep_memory=args.allocator == "kept",
+              deterministic=args.deterministic == "on")
     else:
         with tempfile.TemporaryDirectory() as out:
             workbench(path, clock, Path(out))
@@ -276,6 +294,8 @@ def main():
                         "of most CPU time on each side")
     p.add_argument("--allocator", choices=["as-is", "kept", "default"], default="as-is",
                    help="glibc's settings on each side (see the module's docstring)")
+    p.add_argument("--deterministic", choices=["as-is", "on", "off"], default="as-is",
+                   help="deterministic mode on each side (see the module's docstring)")
     p.add_argument("--one", choices=["plain", "workbench"], help=argparse.SUPPRESS)
     p.add_argument("--pair", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
@@ -289,7 +309,7 @@ def main():
           f"torch {torch.__version__}; batch 64, CE + KD, frozen teacher"
           f"{'; NHWC memory order (channels_last)' if args.channels_last else ''}"
           f"{'; under the profiler (slower on both sides)' if args.profile else ''}"
-          f"; allocator {args.allocator}")
+          f"; allocator {args.allocator}; deterministic mode {args.deterministic}")
     environment = {k: v for k, v in os.environ.items() if k not in GLIBC_SETTINGS}
     if args.allocator == "default":  # any tunable: the workbench then leaves glibc as it is
         environment["GLIBC_TUNABLES"] = "glibc.malloc.perturb=0"
@@ -297,7 +317,8 @@ def main():
         work = Path(tmp)
         write_cifar10(work / "data", images=IMAGES)
         for pair in args.pairs.split(","):
-            experiment_file(work, *pair.split(":"), channels_last=args.channels_last)
+            experiment_file(work, *pair.split(":"), channels_last=args.channels_last,
+                            deterministic=args.deterministic != "off")
             results = {"plain": [], "workbench": []}
             for _ in range(args.repeats):
                 for kind in ("plain", "workbench"):
@@ -305,7 +326,8 @@ def main():
                         [sys.executable, __file__, "--one", kind, "--pair", pair, "--work", tmp,
                          "--steps", str(args.steps), "--warmup", str(args.warmup),
                          *(["--channels-last"] if args.channels_last else []),
-                         "--profile", str(args.profile), "--allocator", args.allocator],
+                         "--profile", str(args.profile), "--allocator", args.allocator,
+                         "--deterministic", args.deterministic],
                         capture_output=True, text=True, env=environment)
                     if done.returncode:
                         sys.exit(f"{kind} {pair} failed:\n{done.stderr[-3000:]}")
