@@ -1,5 +1,6 @@
-"""What produced a run: Python, the package versions, the torch build and devices, threads and
-determinism, the workbench's version and checkout, the command and the configuration's hash.
+"""What produced a run: Python, the package versions, the torch build and the CPU instructions its
+kernels use, the devices, threads and determinism, the workbench's version and checkout, the
+command and the configuration's hash.
 Written once per run folder (``environment.json``) when the run starts; a run resumed in another
 environment adds that one under ``resumed``. Reading never fails: a missing, damaged or foreign
 file is an unknown environment."""
@@ -124,7 +125,10 @@ def current(config_text: str | None = None, command: list[str] | None = None) ->
         "platform": platform.platform(),
         "packages": packages(),
         "torch": {"version": torch.__version__, "cuda": torch.version.cuda, "cudnn": cudnn,
-                  "cudnn_benchmark": torch.backends.cudnn.benchmark},
+                  "cudnn_benchmark": torch.backends.cudnn.benchmark,
+                  # the vector instructions torch's CPU kernels use here (AVX512, AVX2, ...):
+                  # with the same versions, another set computes other floats
+                  "cpu_capability": torch.backends.cpu.get_cpu_capability()},
         "devices": _devices(torch),
         "threads": torch.get_num_threads(),
         "deterministic": ("warn" if torch.is_deterministic_algorithms_warn_only_enabled()
@@ -158,7 +162,8 @@ def _one(record: dict) -> dict[str, object]:
     out.update((str(k), _scalar(v)) for k, v in _part(record, "packages").items())
     build = _part(record, "torch")
     out.update(torch=_scalar(build.get("version", out.get("torch"))),
-               cuda=_scalar(build.get("cuda")), cudnn=_scalar(build.get("cudnn")))
+               cuda=_scalar(build.get("cuda")), cudnn=_scalar(build.get("cudnn")),
+               cpu_capability=_scalar(build.get("cpu_capability")))
     devices = record.get("devices")
     for i, device in enumerate(devices if isinstance(devices, list) else [devices]):
         out[f"device {i}"] = _scalar(device)
@@ -172,9 +177,9 @@ def _one(record: dict) -> dict[str, object]:
 
 def flat(record: dict) -> dict[str, object]:
     """The parts of a record that can change a number, as one level: ``torch`` (its build
-    version, e.g. 2.14.1+cu130), ``python``, each package, ``cuda``, ``device 0``, ``threads``,
-    ``commit``, ``dirty``..., and ``start``: "recorded", or unknown when the record was first
-    written at a resumption. A value that changed when the run was resumed reads ``old -> new``."""
+    version, e.g. 2.14.1+cu130), ``python``, each package, ``cuda``, ``cpu_capability``,
+    ``device 0``, ``threads``, ``commit``, ``dirty``..., and ``start``: "recorded", or unknown
+    when the record was first written at a resumption. A value that changed when the run was resumed reads ``old -> new``."""
     out = _one(record)
     out["start"] = ("unknown (recorded when resumed)" if record.get("recorded_on_resume")
                     else "recorded")

@@ -53,6 +53,8 @@ def test_the_current_environment_names_torch_and_the_checkout():
     assert record["packages"]["torch"] == metadata.version("torch")
     assert record["torch"]["version"] == torch.__version__
     assert record["python"].count(".") == 2 and record["threads"] == torch.get_num_threads()
+    # the CPU instructions its kernels use: other floats on another set, the same versions
+    assert record["torch"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     if (CHECKOUT / ".git").exists():
         head = subprocess.run(["git", "-C", str(CHECKOUT), "rev-parse", "HEAD"],
                               capture_output=True, text=True).stdout.strip()
@@ -215,6 +217,8 @@ def test_differences_name_each_changed_value():
     b = json.loads(json.dumps(a))
     older_torch(b)
     b["workbench"]["commit"] = "0" * 40
+    b["torch"]["cpu_capability"] = "DEFAULT" if a["torch"]["cpu_capability"] != "DEFAULT" else "AVX2"
     changed = differences(a, b)
     assert any(c.startswith("torch ") for c in changed)
-    assert any(c.startswith("commit ") for c in changed) and len(changed) == 2
+    assert any(c.startswith("cpu_capability ") for c in changed)
+    assert any(c.startswith("commit ") for c in changed) and len(changed) == 3
