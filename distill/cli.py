@@ -295,6 +295,7 @@ def _print_table(target: Path, fmt: str, metrics, baseline=None, order=None,
 
 def cmd_list(args) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from distill import registry
@@ -314,7 +315,8 @@ def cmd_list(args) -> int:
                 registry.augmentations, registry.evaluators, registry.optimizers,
                 registry.schedules):
         for entry in reg.entries():
-            table.add_row(reg.kind, entry.name, entry.description)
+            # docstring text: [..] is not rich's markup, ``code`` shows as `code`
+            table.add_row(reg.kind, entry.name, escape(entry.description.replace("``", "`")))
         table.add_section()
     Console().print(table)
     return 0

@@ -199,3 +199,14 @@ def test_list_modules_takes_network_parameters_and_refuses_stray_options(capsys)
         assert main(args) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and all(w in err for w in words), err
+
+
+def test_list_shows_descriptions_as_written(capsys):
+    """Square brackets in a description are text, not rich's markup (at's ``pairs: [[s1, t1],
+    ...]`` was printed as ``pairs: [, , ]``); double backticks show as one."""
+    import re
+
+    assert main(["list"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert re.search(r"\[\[s1, ?t1\]", out), out[:2000]
+    assert "``" not in out

@@ -20,7 +20,16 @@ RESERVED_TRAINER_KEYS = {"max_epochs", "callbacks", "logger", "default_root_dir"
                          "enable_progress_bar", "num_sanity_val_steps", "enable_model_summary",
                          "gradient_clip_val", "fast_dev_run", "max_steps", "min_steps",
                          "min_epochs", "max_time", "check_val_every_n_epoch", "val_check_interval"}
-INSTEAD = {"gradient_clip_val": "is set by the workbench; use train.gradient_clip",
+INSTEAD = {"max_epochs": "is set by the workbench; use train.epochs",
+           "min_epochs": "is set by the workbench, which trains train.epochs; use train.epochs",
+           "logger": "is set by the workbench, which always writes logs/metrics.csv; add others "
+                     "with `loggers: [tensorboard, mlflow, wandb]`",
+           "default_root_dir": "is set by the workbench; give the output folder with --out",
+           "fast_dev_run": "is set by the workbench; use `distill run FILE --fast`",
+           **dict.fromkeys(("callbacks", "plugins"),
+                           "is set by the workbench: an experiment file never brings code; "
+                           "write an objective instead (README: Adding an objective)"),
+           "gradient_clip_val": "is set by the workbench; use train.gradient_clip",
            "use_distributed_sampler": "is set by the workbench, whose data order shares each "
                                       "epoch between the processes",
            **dict.fromkeys(("check_val_every_n_epoch", "val_check_interval"),
