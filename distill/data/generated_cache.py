@@ -8,8 +8,6 @@ The folder is ``$DISTILL_CACHE``, else ``$XDG_CACHE_HOME/distill``, else ``~/.ca
 deleting it is always safe. Files are NumPy archives read without pickle."""
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import zipfile
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from distill.atomic_write import atomic_write
+from distill.fingerprint import fingerprint
 
 
 def cache_root() -> Path:
@@ -31,9 +30,8 @@ def generated_arrays(name: str, key: dict, fields: tuple[str, ...],
                      make: Callable[[], dict]) -> dict[str, np.ndarray]:
     """The arrays ``fields`` of ``make()``, read from the cache when it holds them for ``key``
     (JSON-able: the generator's arguments and versions), else made and stored."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     try:
-        path = cache_root() / "generated" / f"{name}-{digest}.npz"
+        path = cache_root() / "generated" / f"{name}-{fingerprint(key)}.npz"
         with np.load(path, allow_pickle=False) as stored:
             if set(fields) <= set(stored.files):
                 return {field: stored[field] for field in fields}

@@ -1,4 +1,4 @@
-"""The objective contract: an ``nn.Module`` with the Lightning callback hooks it needs.
+"""The objective contract: an ``nn.Module`` with Lightning's callback hooks.
 
 ``forward(step)`` returns a loss tensor or a dict of named loss terms (each is logged; the engine
 sums ``weight * term``). ``student_needs`` / ``teacher_needs`` name the ModelOutput fields it reads:
