@@ -28,9 +28,6 @@ class EpochCheckpoint(Checkpoint):
         self.written_at = self.clock()
 
     def on_train_epoch_end(self, trainer, pl_module):
-        # in every process, before the broadcast: reading the epoch's metrics reduces them across
-        # the processes, which a progress bar may have begun in the first process alone
-        trainer.callback_metrics
         due = last_epoch(trainer) or self.clock() - self.written_at >= self.seconds
         # the first process's clock decides for all: saving is collective (a process that saved
         # alone would wait for the others at the save's barrier)

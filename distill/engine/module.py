@@ -19,7 +19,9 @@ from distill.contracts import FIELDS, ModelOutput, Step
 from distill.contracts.global_batch import global_step, on_every_rank, reads_global_batch
 from distill.data.base import EpochSampler
 from distill.data.batch_groups import BatchGroup, BatchGroups
+from distill.engine import direct_validation
 from distill.engine.epoch_means import EpochMeans
+from distill.engine.epoch_record import as_logged, mean_over_processes, show, write_row
 from distill.engine.objective_hooks import ObjectiveHooks
 from distill.engine.rng_state import capture_rng, restore_rng
 from distill.engine.teacher_cache import CachePlan, TeacherCache
@@ -71,6 +73,7 @@ class DistillationModule(L.LightningModule):
         self.automatic_optimization = False
         self.gradient_clip, self.accumulate = gradient_clip, accumulate
         self.direct = False  # backward and step past Lightning's plumbing (steps_directly)
+        self.validating_itself = self.test_pass_due = False  # (validates_itself)
         self.clip_algorithm = clip_algorithm  # norm or value (the file's trainer key)
         self.student = student
         self.teacher = teacher
@@ -88,6 +91,8 @@ class DistillationModule(L.LightningModule):
             *(name for name, p in self.named_parameters() if id(p) in apart),
             *(f"objectives.{name}" for name, _ in self.objectives.named_buffers())]
         self.epoch_terms = EpochMeans()
+        self.epoch_row: dict[str, torch.Tensor] = {}  # the training means, written at epoch end
+        self.validated_epoch: int | None = None  # the last epoch that measured the test set
         self.epochs, self.task = epochs, task
         self.optimizer_spec, self.schedule_spec = optimizer, schedule
         self.kind = kind or Classification()
@@ -282,8 +287,27 @@ class DistillationModule(L.LightningModule):
                 and not overrides([self], STEP_HOOKS[:2] + ("backward", "manual_backward"),
                                   L.LightningModule))
 
+    def validates_itself(self) -> bool:
+        """Whether the module takes the test pass at an epoch's end itself
+        (:mod:`~distill.engine.direct_validation`): where it takes its steps directly, in
+        groups of whole epochs, and nothing listens to the hooks of Lightning's evaluation loop."""
+        t = self.trainer
+        own = [c.objective for c in t.callbacks if isinstance(c, ObjectiveHooks)]
+        others = [c for c in t.callbacks if not isinstance(c, ObjectiveHooks)]
+        hooks = direct_validation.CALLBACK_HOOKS
+        return (self.direct and self.groups_batches() and t.datamodule is not None
+                and not overrides(own, hooks, Objective) and not overrides(others, hooks)
+                and not overrides([self], direct_validation.MODULE_HOOKS, L.LightningModule))
+
+    def schedule_test_pass(self, due: bool) -> bool:
+        """Whether Lightning's loop takes this epoch's test pass (``due``, from the
+        ValidationSchedule at the epoch's start): not where the module takes it itself."""
+        self.test_pass_due = due and self.validating_itself
+        return due and not self.validating_itself
+
     def on_train_start(self):
         self.direct = self.steps_directly()
+        self.validating_itself = self.validates_itself()
         # restored here, after everything a resumed fit does before its first batch, so the
         # generators continue exactly as in a run that was never interrupted
         if self.resumed_rng is not None:
@@ -331,6 +355,8 @@ class DistillationModule(L.LightningModule):
         scheduler = self.lr_schedulers() if epoch_ends else None
         if scheduler is not None:
             scheduler.step()
+        if epoch_ends and self.test_pass_due:
+            direct_validation.validate_directly(self)
 
     def _summed_apart(self, steps: bool):
         """DDP: the backward of a batch that does not end an accumulation window sums its
@@ -409,16 +435,19 @@ class DistillationModule(L.LightningModule):
         return total
 
     def log_epoch_terms(self) -> None:
-        """The epoch's means of the training terms, logged once (at its last batch, so that the
-        epoch line and the CSV row have them)."""
+        """The epoch's means of the training terms, handed to the callbacks and the progress bar
+        once (at its last batch, so that the epoch line has them), their row written to the
+        loggers at the epoch's end (after the test set's, as Lightning orders them)."""
         if self.epoch_terms.sums:
             # under several processes each has its own samples: the mean of their means (equal
             # shares of every epoch) is the epoch's
-            self.log_dict(self.epoch_terms.means(), on_step=False, on_epoch=True, batch_size=1,
-                          sync_dist=True)
+            self.epoch_row = mean_over_processes(self.trainer, as_logged(self.epoch_terms.means()))
+            show(self.trainer, self.epoch_row)
 
     def on_train_epoch_end(self):
         self.log_epoch_terms()  # an epoch cut short (max_steps, max_time) has no last batch
+        row, self.epoch_row = self.epoch_row, {}
+        write_row(self.trainer, row, before_last_step=True)
 
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Class scores for evaluation: the first objective's ``predict`` (e.g. prototypes), else
@@ -441,10 +470,13 @@ class DistillationModule(L.LightningModule):
         if self.reports_teacher:
             values["teacher_acc"] = round(self.teacher_acc.compute().item() * 100, 4)
             self.teacher_acc.reset()
-            if not self.trainer.sanity_checking:
-                self.teacher_history.append(values["teacher_acc"])
-        for name, value in values.items():
-            # computed over every process's samples (torchmetrics syncs): the same in each
-            self.log(f"val/{name}", value, prog_bar=name == self.kind.headline, sync_dist=True)
-        if not self.trainer.sanity_checking:
-            self.history.append(values[self.kind.headline])
+        if self.trainer.sanity_checking:
+            return
+        if self.reports_teacher:
+            self.teacher_history.append(values["teacher_acc"])
+        # computed over every process's samples (torchmetrics syncs): the same in each
+        row = as_logged({f"val/{name}": value for name, value in values.items()})
+        show(self.trainer, row, progress=(f"val/{self.kind.headline}",))
+        write_row(self.trainer, row)
+        self.history.append(values[self.kind.headline])
+        self.validated_epoch = self.trainer.current_epoch

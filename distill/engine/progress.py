@@ -16,24 +16,19 @@ class EpochLine(Callback):
         self.label = label
         self.stream = stream or sys.stdout
         self.started = time.perf_counter()
-        self.validated = False
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.started = time.perf_counter()
-        self.validated = False
-
-    def on_validation_epoch_end(self, trainer, pl_module):
-        self.validated = not trainer.sanity_checking
 
     def on_train_epoch_end(self, trainer, pl_module):
-        # in every process: reading them reduces the epoch's values across the processes
-        m = trainer.callback_metrics
         if not trainer.is_global_zero:  # one line per epoch, however many processes train
             return
+        m = trainer.callback_metrics
         parts = [f"[{self.label}] epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
         headline = f"val/{pl_module.kind.headline}" if hasattr(pl_module, "kind") else "val/acc"
+        validated = getattr(pl_module, "validated_epoch", None) == trainer.current_epoch
         for key, fmt in (("train/loss", ".4f"), (headline, ".2f")):
-            if key in m and (key != headline or self.validated):
+            if key in m and (key != headline or validated):
                 parts.append(f"{key} {float(m[key]):{fmt}}")
         parts.append(f"({time.perf_counter() - self.started:.1f} s)")
         print("  ".join(parts), file=self.stream, flush=True)

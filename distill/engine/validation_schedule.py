@@ -20,6 +20,7 @@ class ValidationSchedule(Callback):
 
     def on_train_epoch_start(self, trainer, pl_module):
         epoch = trainer.current_epoch
-        # Lightning validates when (epoch + 1) % check_val_every_n_epoch == 0
-        trainer.check_val_every_n_epoch = 1 if validates(epoch, self.every, trainer.max_epochs) \
-            else epoch + 2
+        due = validates(epoch, self.every, trainer.max_epochs)
+        # Lightning validates when (epoch + 1) % check_val_every_n_epoch == 0; the module may
+        # take the pass itself
+        trainer.check_val_every_n_epoch = 1 if pl_module.schedule_test_pass(due) else epoch + 2
