@@ -127,9 +127,9 @@ def test_values_are_logged_as_float32_and_averaged_over_processes():
     assert mean_over_processes(alone, logged) is logged
     other = torch.tensor([2.4, 1.5])  # the other process's values
 
-    def reduce(t, reduce_op):
-        assert reduce_op == "sum"
-        return t + other
+    def reduce(t, reduce_op):  # Lightning's mean over the processes, as sync_dist takes it
+        assert reduce_op == "mean"
+        return (t + other) / 2
 
     two = SimpleNamespace(world_size=2, strategy=SimpleNamespace(reduce=reduce))
     means = mean_over_processes(two, logged)
@@ -137,11 +137,28 @@ def test_values_are_logged_as_float32_and_averaged_over_processes():
     assert means["a"].item() == pytest.approx(12.0) and means["b"].item() == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("what", [None, "callback", "objective", "module", "profiler", "limit"])
+def test_the_test_loader_is_made_once_a_fit_as_lightnings_loop_makes_it(tmp_path, monkeypatch):
+    """Its loader workers, if any, live across the epochs."""
+    from distill.data.base import DataModule
+
+    made = []
+    making = DataModule.val_dataloader
+    monkeypatch.setattr(DataModule, "val_dataloader", lambda self: (made.append(1),
+                                                                    making(self))[1])
+    f = tiny_file(tmp_path, "train: {epochs: 3, optimizer: {name: sgd, lr: 0.05}}")
+    seeded(0)
+    _, module = fit(load_experiment(str(f)).variants["ce-only"], 0, tmp_path / "run", "t",
+                    RunPlan(interactive=False))
+    assert module.validating_itself and len(module.history) == 3 and len(made) == 1
+
+
+@pytest.mark.parametrize("what", [None, "callback", "objective", "module", "batch end",
+                                  "profiler", "limit"])
 def test_lightnings_loop_tests_where_something_listens_to_its_hooks(tmp_path, what):
     """A callback or an objective with a hook of the evaluation loop, the module with one of
-    its own, a profiler (Lightning's steps) or a limit of the test batches (Lightning counts
-    them): Lightning's loop, which calls each; else (None) the module's own pass."""
+    its own, a callback acting after the epoch's last step, a profiler (Lightning's steps) or a
+    limit of the test batches (Lightning counts them): Lightning's loop, which calls each; else
+    (None) the module's own pass."""
     seeded(0)
     module, data = built(tiny_file(tmp_path), "ce-only")
     callbacks, args = [], {}
@@ -153,6 +170,9 @@ def test_lightnings_loop_tests_where_something_listens_to_its_hooks(tmp_path, wh
         module.objectives.append(counts)
     elif what == "module":
         module.on_validation_start = lambda: None
+    elif what == "batch end":  # Lightning validates after it; the module's own pass, before
+        callbacks.append(type("AfterStep", (Callback,), {
+            "on_train_batch_end": lambda self, *args: None})())
     elif what == "profiler":
         args["profiler"] = "simple"
     elif what == "limit":

@@ -10,23 +10,29 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-CALLBACK_HOOKS = (  # the evaluation loop's hooks of a callback, and of the module:
-    "on_validation_start", "on_validation_epoch_start", "on_validation_batch_start",
-                  "on_validation_batch_end", "on_validation_epoch_end", "on_validation_end")
+# the evaluation loop's hooks of a callback, and of the module, and the hook Lightning calls
+# before its loop (the module's own pass comes at the end of the epoch's last step)
+CALLBACK_HOOKS = ("on_validation_start", "on_validation_epoch_start", "on_validation_batch_start",
+                  "on_validation_batch_end", "on_validation_epoch_end", "on_validation_end",
+                  "on_train_batch_end")
 MODULE_HOOKS = ("on_validation_start", "on_validation_epoch_start", "on_validation_batch_start",
-                "on_validation_batch_end", "on_validation_end", "on_validation_model_train")
+                "on_validation_batch_end", "on_validation_end", "on_validation_model_train",
+                "on_train_batch_end", "on_before_batch_transfer")
 
 
 def validate_directly(module: L.LightningModule) -> None:
-    """The test pass, as Lightning's loop takes it at a training epoch's end."""
+    """The test pass, as Lightning's loop takes it at a training epoch's end, on the loop's own
+    test loader (made once a fit, as the loop makes it: its workers kept across epochs)."""
     trainer = module.trainer
+    loop = trainer.fit_loop.epoch_loop.val_loop
+    loop.setup_data()
     modes = [(m, m.training) for m in module.modules()]
     trainer.validating = True  # the data module's transfer hook leaves the batches unaugmented
     try:
         module.on_validation_model_zero_grad()
         module.on_validation_model_eval()
-        with torch.no_grad():
-            for i, batch in enumerate(trainer.datamodule.val_dataloader()):
+        with torch.inference_mode() if loop.inference_mode else torch.no_grad():
+            for i, batch in enumerate(trainer.val_dataloaders):
                 module.validation_step(trainer.strategy.batch_to_device(batch, dataloader_idx=0), i)
             module.on_validation_epoch_end()
     finally:

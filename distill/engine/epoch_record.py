@@ -19,11 +19,11 @@ def as_logged(values: dict[str, torch.Tensor | float]) -> dict[str, torch.Tensor
 
 def mean_over_processes(trainer, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Under several processes, each value's mean over them (Lightning's ``sync_dist=True`` of a
-    mean: the sum over the processes divided by their number), in one collective; else as given."""
+    mean: the strategy's mean reduction), in one collective; else as given."""
     if trainer.world_size == 1 or not values:
         return values
-    summed = trainer.strategy.reduce(torch.stack(list(values.values())), reduce_op="sum")
-    return dict(zip(values, summed / trainer.world_size))
+    return dict(zip(values, trainer.strategy.reduce(torch.stack(list(values.values())),
+                                                    reduce_op="mean")))
 
 
 def show(trainer, values: dict[str, torch.Tensor], progress: tuple[str, ...] = ()) -> None:
