@@ -4,6 +4,7 @@ numbers, files written by the first process alone."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -243,8 +244,9 @@ def test_accumulated_batches_all_reduce_once_a_window(tmp_path):
     done = subprocess.run([sys.executable, str(script), str(f)], capture_output=True, text=True,
                           timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    counts = sorted(tuple(int(w) for w in line.split()[2::2])
-                    for line in done.stdout.splitlines() if line.startswith("rank "))
+    # the two processes share the pipe: a line's newline may come after the other's line
+    counts = sorted(tuple(map(int, found)) for found in re.findall(
+        r"rank \d+: (\d+) batches, (\d+) steps, (\d+) all-reduces", done.stdout))
     batches = counts[0][0]
     assert batches >= 4 and counts == [(batches, -(-batches // 2), -(-batches // 2))] * 2
 
