@@ -179,7 +179,8 @@ def flat(record: dict) -> dict[str, object]:
     """The parts of a record that can change a number, as one level: ``torch`` (its build
     version, e.g. 2.14.1+cu130), ``python``, each package, ``cuda``, ``cpu_capability``,
     ``device 0``, ``threads``, ``commit``, ``dirty``..., and ``start``: "recorded", or unknown
-    when the record was first written at a resumption. A value that changed when the run was resumed reads ``old -> new``."""
+    when the record was first written at a resumption. A value that changed when the run was
+    resumed reads ``old -> new``."""
     out = _one(record)
     out["start"] = ("unknown (recorded when resumed)" if record.get("recorded_on_resume")
                     else "recorded")

@@ -277,27 +277,27 @@ class DistillationModule(L.LightningModule):
         objective, for its ObjectiveHooks) and not the module has a hook around either. Never
         under DDP: its strategy readies the gradients' all-reduce in its own backward."""
         t = self.trainer
-        own = [c.objective for c in t.callbacks if isinstance(c, ObjectiveHooks)]
-        others = [c for c in t.callbacks if not isinstance(c, ObjectiveHooks)]
         return (isinstance(t.strategy, SingleDeviceStrategy)
                 and type(t.precision_plugin) is Precision
                 and isinstance(t.profiler, PassThroughProfiler)
-                and not overrides(own, STEP_HOOKS, Objective)
-                and not overrides(others, STEP_HOOKS)
-                and not overrides([self], STEP_HOOKS[:2] + ("backward", "manual_backward"),
-                                  L.LightningModule))
+                and not self.listened(STEP_HOOKS, STEP_HOOKS[:2] + ("backward", "manual_backward")))
 
     def validates_itself(self) -> bool:
         """Whether the module takes the test pass at an epoch's end itself
         (:mod:`~distill.engine.direct_validation`): where it takes its steps directly, in
         groups of whole epochs, and nothing listens to the hooks of Lightning's evaluation loop."""
-        t = self.trainer
-        own = [c.objective for c in t.callbacks if isinstance(c, ObjectiveHooks)]
-        others = [c for c in t.callbacks if not isinstance(c, ObjectiveHooks)]
-        hooks = direct_validation.CALLBACK_HOOKS
-        return (self.direct and self.groups_batches() and t.datamodule is not None
-                and not overrides(own, hooks, Objective) and not overrides(others, hooks)
-                and not overrides([self], direct_validation.MODULE_HOOKS, L.LightningModule))
+        return (self.direct and self.groups_batches() and self.trainer.datamodule is not None
+                and not self.listened(direct_validation.CALLBACK_HOOKS,
+                                      direct_validation.MODULE_HOOKS))
+
+    def listened(self, hooks: tuple[str, ...], module_hooks: tuple[str, ...]) -> bool:
+        """Whether a callback (an objective, for its ObjectiveHooks) has its own version of one
+        of ``hooks``, or the module of one of ``module_hooks``."""
+        callbacks = self.trainer.callbacks
+        own = [c.objective for c in callbacks if isinstance(c, ObjectiveHooks)]
+        others = [c for c in callbacks if not isinstance(c, ObjectiveHooks)]
+        return (overrides(own, hooks, Objective) or overrides(others, hooks)
+                or overrides([self], module_hooks, L.LightningModule))
 
     def schedule_test_pass(self, due: bool) -> bool:
         """Whether Lightning's loop takes this epoch's test pass (``due``, from the
