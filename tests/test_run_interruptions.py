@@ -75,8 +75,11 @@ def test_a_resumed_stage_keeps_every_epoch_of_its_log(tmp_path):
 
 def test_two_runs_of_one_file_into_one_out_at_once_both_finish(tmp_path):
     f = tmp_path / "pair.yaml"
-    f.write_text(digits_pair("pair", "  - {name: ce}\n  - {name: kd}\n", seeds="[0, 1]",
-                             tail="variants:\n  ce-only: {objectives: [{name: ce}]}\n  kd: {}\n"))
+    text = digits_pair("pair", "  - {name: ce}\n  - {name: kd}\n", seeds="[0, 1]",
+                       tail="variants:\n  ce-only: {objectives: [{name: ce}]}\n  kd: {}\n")
+    # a teacher that trains for seconds, not a fraction of one: the process that starts a moment
+    # later finds it still held, however fast the engine's epochs
+    f.write_text(text.replace("  train: {epochs: 1}\nstudent", "  train: {epochs: 30}\nstudent"))
     shared, sequential = tmp_path / "shared", tmp_path / "sequential"
     command = [sys.executable, "-m", "distill.cli", "run", str(f), "--out", str(shared)]
     first, second = (subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
