@@ -334,54 +334,6 @@ def epoch_start_checkpoints(tmp_path, text: str, seconds_an_epoch: float | None 
     return seen + [checkpoint_epoch(last_checkpoint(run))], module
 
 
-def test_a_stage_trains_deterministically_without_filling_new_tensors(tmp_path, monkeypatch):
-    """Deterministic mode without torch's NaN fill of every new tensor (10% of a CIFAR step on a
-    CPU): a tensor made during training is not filled, the algorithms stay deterministic, and
-    the process's setting is put back after the fit."""
-    import torch.utils.deterministic as deterministic
-    from lightning.pytorch.callbacks import Callback
-
-    from distill.engine.stage import RunPlan, stage_trainer
-
-    monkeypatch.setattr(deterministic, "fill_uninitialized_memory", True)  # torch's default
-    before = torch.are_deterministic_algorithms_enabled()
-    f = tmp_path / "tiny.yaml"
-    f.write_text(TINY.split("teacher:")[0] + "student:\n  net: {name: mlp, hidden: [8]}\n"
-                 "train: {epochs: 1, optimizer: {name: sgd, lr: 0.05}}\n"
-                 "objectives: [{name: ce}]\n")
-    exp = load_experiment(str(f)).variants["default"]
-    seen = {}
-
-    class Probe(Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            seen["deterministic"] = torch.are_deterministic_algorithms_enabled()
-            torch.empty(4096).fill_(7.0)  # its memory, freed, is the next tensor's
-            seen["filled"] = bool(torch.empty(4096).isnan().all())
-
-    data = build_data(exp, 0)
-    t = stage_trainer(exp, tmp_path / "run", "probe", RunPlan(fast=True, interactive=False))
-    t.callbacks.append(Probe())
-    try:
-        t.fit(build_module(exp, data, None), datamodule=data)
-    finally:
-        torch.use_deterministic_algorithms(before)
-    assert seen == {"deterministic": True, "filled": False}
-    assert deterministic.fill_uninitialized_memory  # the process's setting put back after the fit
-
-    class Fails(Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            raise RuntimeError("stopped")
-
-    t = stage_trainer(exp, tmp_path / "failed", "probe", RunPlan(fast=True, interactive=False))
-    t.callbacks.append(Fails())
-    try:
-        with pytest.raises(RuntimeError, match="stopped"):
-            t.fit(build_module(exp, data, None), datamodule=data)
-    finally:
-        torch.use_deterministic_algorithms(before)
-    assert deterministic.fill_uninitialized_memory  # and after a fit that failed
-
-
 def test_epochs_that_do_not_validate_still_write_their_checkpoint(tmp_path):
     seen, module = epoch_start_checkpoints(
         tmp_path, "train: {epochs: 3, validate_every: 3, optimizer: {name: sgd, lr: 0.05}}\n"

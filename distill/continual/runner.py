@@ -36,6 +36,7 @@ from distill.engine.build import build_data, build_module, build_teacher, seeded
 from distill.engine.checkpoint_io import SafeCheckpointIO
 from distill.engine.module import DistillationModule
 from distill.engine.process_rank import is_writer
+from distill.engine.process_settings import keeps_process_settings
 from distill.engine.rng_state import capture_rng
 from distill.engine.stage import (RunPlan, check_run_folder, last_checkpoint,
                                    resolved_config, stage_trainer)
@@ -117,6 +118,7 @@ def task_metrics(manifest: Manifest, upto: int) -> dict[str, float]:
             for name, value in matrix.metrics(kind).items()}
 
 
+@keeps_process_settings
 def run_sequence(exp: Experiment, variant: str, seed: int, run_dir: Path, plan: RunPlan,
                  record: Callable[[dict[str, float], int], None], say=print,
                  teacher_weights: list[str | None] | None = None) -> dict[str, float]:

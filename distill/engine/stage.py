@@ -24,9 +24,9 @@ from distill.engine.acceleration import accelerate
 from distill.engine.allocator import keep_freed_memory
 from distill.engine.checkpoint_io import SafeCheckpointIO
 from distill.engine.epoch_checkpoint import EpochCheckpoint
-from distill.engine.uninitialised_fill import WithoutUninitialisedFill
 from distill.engine.epoch_log import EpochLog
 from distill.engine.process_rank import is_writer
+from distill.engine.process_settings import keeps_process_settings
 from distill.engine.progress import progress_callbacks
 from distill.engine.rng_state import capture_rng
 from distill.engine.trainer_args import trainer_args
@@ -120,7 +120,6 @@ def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> 
         # at the end of a training epoch, whether or not it measured the test set
         callbacks=[EpochCheckpoint(last_checkpoint(run_dir), exp.checkpoint_seconds),
                    ValidationSchedule(exp.train.validate_every),
-                   WithoutUninitialisedFill(),
                    *progress_callbacks(label, plan.progress_bar)],
         plugins=[SafeCheckpointIO()],
         use_distributed_sampler=False,  # the data module shares each epoch (EpochSampler)
@@ -132,6 +131,7 @@ def stage_trainer(exp: Experiment, run_dir: Path, label: str, plan: RunPlan) -> 
 TEACHER_METRICS = "teacher_metrics"  # metrics.json key of a reported teacher's own metrics
 
 
+@keeps_process_settings
 def fit(exp: Experiment, seed: int, run_dir: Path, label: str, plan: RunPlan,
         teacher_weights: list[str | None] | None = None,
         say=print) -> tuple[dict, DistillationModule]:
