@@ -183,6 +183,38 @@ def test_lightnings_loop_tests_where_something_listens_to_its_hooks(tmp_path, wh
         assert counts.calls == 1
 
 
+@pytest.mark.parametrize("owner", ["module", "data module"])
+def test_a_hook_before_the_transfer_sees_each_test_batch_as_in_lightnings_loop(
+        tmp_path, monkeypatch, owner):
+    """``on_before_batch_transfer`` of the module or of the data module: the module's own pass
+    calls it on each test batch (group), with the trainer validating, as Lightning's loop does."""
+    from distill.engine.lightning_data import LightningData
+
+    f = tiny_file(tmp_path, "train: {epochs: 2, optimizer: {name: sgd, lr: 0.05}}")
+    calls, loops = {}, []
+    original = _EvaluationLoop.run
+    for lightnings in (False, True):
+        seen = calls[lightnings] = []
+
+        def hook(self, batch, dataloader_idx, seen=seen):
+            if self.trainer.validating:
+                seen.append(batch[0][0].shape if isinstance(batch, BatchGroup)
+                            else batch[0].shape)
+            return batch
+        with monkeypatch.context() as patch:
+            patch.setattr(DistillationModule if owner == "module" else LightningData,
+                          "on_before_batch_transfer", hook)
+            patch.setattr(_EvaluationLoop, "run", lambda self: (loops.append(lightnings),
+                                                                 original(self))[1])
+            if lightnings:
+                patch.setattr(DistillationModule, "validates_itself", lambda self: False)
+            seeded(0)
+            fit(load_experiment(str(f)).variants["ce-only"], 0, tmp_path / f"run{lightnings}",
+                "t", RunPlan(interactive=False))
+    assert loops == [True, True]  # Lightning's loop tested only the second run's epochs
+    assert calls[False] == calls[True] and len(calls[False]) == 2  # one group an epoch
+
+
 def test_the_test_batches_are_the_test_sets_unaugmented_in_the_runs_memory_format(
         tmp_path, monkeypatch):
     """CIFAR's crop and flip are for training batches, before and after a test pass;

@@ -17,7 +17,7 @@ CALLBACK_HOOKS = ("on_validation_start", "on_validation_epoch_start", "on_valida
                   "on_train_batch_end")
 MODULE_HOOKS = ("on_validation_start", "on_validation_epoch_start", "on_validation_batch_start",
                 "on_validation_batch_end", "on_validation_end", "on_validation_model_train",
-                "on_train_batch_end", "on_before_batch_transfer")
+                "on_train_batch_end")
 
 
 def validate_directly(module: L.LightningModule) -> None:
@@ -33,6 +33,8 @@ def validate_directly(module: L.LightningModule) -> None:
         module.on_validation_model_eval()
         with torch.inference_mode() if loop.inference_mode else torch.no_grad():
             for i, batch in enumerate(trainer.val_dataloaders):
+                # the transfer hooks of the module or the data module, as Lightning's loop
+                batch = module._on_before_batch_transfer(batch, dataloader_idx=0)
                 module.validation_step(trainer.strategy.batch_to_device(batch, dataloader_idx=0), i)
             module.on_validation_epoch_end()
     finally:
