@@ -8,7 +8,7 @@ teacher tables), the student's CE + KD (T = 4) step with SGD.
                                                [--steps 24] [--warmup 4] [--repeats 3]
                                                [--channels-last] [--profile K]
                                                [--allocator as-is|kept|default]
-                                               [--deterministic as-is|on|off]
+                                               [--deterministic as-is|on|off] [--one-process]
 
 ``--channels-last``: both sides keep weights and images in NHWC memory order, the workbench by
 its experiment file's ``channels_last: true``, the plain loop by hand.
@@ -31,9 +31,14 @@ plain loop without it), ``on`` (the plain loop in the same mode, set where the a
 ``off`` (the workbench's file sets ``trainer: {deterministic: false}``): the engine's cost apart
 from the mode's.
 
-Each measurement is its own process (one torch thread), plain and workbench in turn; a process
-times ``--steps`` training steps after ``--warmup`` and reports its peak resident memory and the
-minor page faults of the timed steps. Prints steps/s, the ratio workbench/plain, the peak memory
+``--one-process``: both sides in one process, in turn, ``--repeats`` times: the same libraries
+loaded, the same memory behind them, glibc keeping freed memory on both from the start, every
+other setting of the process put back after each side. Where the two sides differ only across
+processes, this tells the engine's cost from the process's.
+
+Otherwise each measurement is its own process (one torch thread), plain and workbench in turn; a
+process times ``--steps`` training steps after ``--warmup`` and reports its peak resident memory
+and the minor page faults of the timed steps. Prints steps/s, the ratio workbench/plain, the peak memory
 and page faults a step of each, median over ``--repeats``, and the median and range of each
 repeat's own ratio (the workbench against the plain run just before it: less moved by a machine
 whose speed drifts between minutes). Run by hand, results in the README; never part of the
@@ -237,14 +242,12 @@ def workbench(path: Path, clock: StepClock, out: Path) -> None:
         pass
 
 
-def one(args) -> None:
-    torch.set_num_threads(1)
+def measure(args, kind: str, path: Path) -> dict:
+    """One side's timed steps: steps/s, operations, page faults a step, the process's peak."""
     profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) \
         if args.profile else None
     clock = StepClock(args.warmup, args.steps, profiler)
-    work = Path(args.work)
-    path = experiment_path(work, args.pair, args.channels_last)
-    if args.one == "plain":
+    if kind == "plain":
         plain(path, clock, keep_memory=args.allocator == "kept",
               deterministic=args.deterministic == "on")
     else:
@@ -253,9 +256,33 @@ def one(args) -> None:
     ops = {} if profiler is None else {  # milliseconds and calls a step, by operation
         e.key: (e.self_cpu_time_total / 1000 / args.steps, e.count / args.steps)
         for e in profiler.key_averages()}
-    print(json.dumps({"steps_per_s": args.steps / clock.seconds, "ops": ops,
-                      "faults_per_step": clock.faults / args.steps,
-                      "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    return {"steps_per_s": args.steps / clock.seconds, "ops": ops,
+            "faults_per_step": clock.faults / args.steps,
+            "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def one(args) -> None:
+    """A process of its own for one side (``--one plain|workbench``), or for both in turn,
+    ``--repeats`` times (``--one both``, for ``--one-process``): glibc keeps freed memory from
+    the start on both sides (its setting cannot be put back), and every other setting of the
+    process is put back after each side (the workbench's trainer leaves deterministic mode on)."""
+    from distill.engine.process_settings import ProcessSettings
+
+    torch.set_num_threads(1)
+    path = experiment_path(Path(args.work), args.pair, args.channels_last)
+    if args.one != "both":
+        print(json.dumps(measure(args, args.one, path)))
+        return
+    from distill.engine.allocator import keep_freed_memory
+
+    keep_freed_memory()
+    runs = {"plain": [], "workbench": []}
+    for _ in range(args.repeats):
+        for kind, done in runs.items():
+            process = ProcessSettings.now()
+            done.append(measure(args, kind, path))
+            process.put_back()
+    print(json.dumps(runs))
 
 
 def print_operations(results: dict, top: int) -> None:
@@ -296,7 +323,9 @@ def main():
                    help="glibc's settings on each side (see the module's docstring)")
     p.add_argument("--deterministic", choices=["as-is", "on", "off"], default="as-is",
                    help="deterministic mode on each side (see the module's docstring)")
-    p.add_argument("--one", choices=["plain", "workbench"], help=argparse.SUPPRESS)
+    p.add_argument("--one-process", action="store_true",
+                   help="both sides in one process, in turn (glibc keeps freed memory on both)")
+    p.add_argument("--one", choices=["plain", "workbench", "both"], help=argparse.SUPPRESS)
     p.add_argument("--pair", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -305,11 +334,15 @@ def main():
                  f"end-of-epoch validation or checkpoint in the timed steps)")
     if args.one:
         return one(args)
+    if args.one_process and args.allocator != "as-is":
+        sys.exit("--one-process keeps freed memory on both sides: leave --allocator out")
     print(f"{cpu_model()}, {torch.get_num_threads()} threads available, 1 used; "
           f"torch {torch.__version__}; batch 64, CE + KD, frozen teacher"
           f"{'; NHWC memory order (channels_last)' if args.channels_last else ''}"
           f"{'; under the profiler (slower on both sides)' if args.profile else ''}"
-          f"; allocator {args.allocator}; deterministic mode {args.deterministic}")
+          f"; allocator {'kept on both sides' if args.one_process else args.allocator}"
+          f"; deterministic mode {args.deterministic}"
+          f"{'; both sides in one process, in turn' if args.one_process else ''}")
     environment = {k: v for k, v in os.environ.items() if k not in GLIBC_SETTINGS}
     if args.allocator == "default":  # any tunable: the workbench then leaves glibc as it is
         environment["GLIBC_TUNABLES"] = "glibc.malloc.perturb=0"
@@ -319,19 +352,26 @@ def main():
         for pair in args.pairs.split(","):
             experiment_file(work, *pair.split(":"), channels_last=args.channels_last,
                             deterministic=args.deterministic != "off")
-            results = {"plain": [], "workbench": []}
-            for _ in range(args.repeats):
-                for kind in ("plain", "workbench"):
-                    done = subprocess.run(
-                        [sys.executable, __file__, "--one", kind, "--pair", pair, "--work", tmp,
-                         "--steps", str(args.steps), "--warmup", str(args.warmup),
-                         *(["--channels-last"] if args.channels_last else []),
-                         "--profile", str(args.profile), "--allocator", args.allocator,
-                         "--deterministic", args.deterministic],
-                        capture_output=True, text=True, env=environment)
-                    if done.returncode:
-                        sys.exit(f"{kind} {pair} failed:\n{done.stderr[-3000:]}")
-                    results[kind].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            def side(kind: str):
+                done = subprocess.run(
+                    [sys.executable, __file__, "--one", kind, "--pair", pair, "--work", tmp,
+                     "--steps", str(args.steps), "--warmup", str(args.warmup),
+                     "--repeats", str(args.repeats),
+                     *(["--channels-last"] if args.channels_last else []),
+                     "--profile", str(args.profile), "--allocator", args.allocator,
+                     "--deterministic", args.deterministic],
+                    capture_output=True, text=True, env=environment)
+                if done.returncode:
+                    sys.exit(f"{kind} {pair} failed:\n{done.stderr[-3000:]}")
+                return json.loads(done.stdout.strip().splitlines()[-1])
+
+            if args.one_process:
+                results = side("both")
+            else:
+                results = {"plain": [], "workbench": []}
+                for _ in range(args.repeats):
+                    for kind in results:
+                        results[kind].append(side(kind))
             speed, peak, faults = ({k: statistics.median(r[field] for r in v)
                                     for k, v in results.items()}
                                    for field in ("steps_per_s", "peak_mib", "faults_per_step"))
