@@ -32,17 +32,17 @@ plain loop without it), ``on`` (the plain loop in the same mode, set where the a
 from the mode's.
 
 ``--one-process``: both sides in one process, in turn, ``--repeats`` times: the same libraries
-loaded, the same memory behind them, glibc keeping freed memory on both from the start, every
-other setting of the process put back after each side. Where the two sides differ only across
-processes, this tells the engine's cost from the process's.
+loaded, the same memory behind them, glibc keeping freed memory on both from the start (the
+plain side too, unlike ``as-is``), every other setting of the process put back after each side;
+the peak memory printed is the process's.
 
 Otherwise each measurement is its own process (one torch thread), plain and workbench in turn; a
 process times ``--steps`` training steps after ``--warmup`` and reports its peak resident memory
-and the minor page faults of the timed steps. Prints steps/s, the ratio workbench/plain, the peak memory
-and page faults a step of each, median over ``--repeats``, and the median and range of each
-repeat's own ratio (the workbench against the plain run just before it: less moved by a machine
-whose speed drifts between minutes). Run by hand, results in the README; never part of the
-tests.
+and the minor page faults of the timed steps. Prints steps/s, the ratio workbench/plain, the
+peak memory and page faults a step of each, median over ``--repeats``, and the median and
+range of each repeat's own ratio (the workbench against the plain run just before it: less
+moved by a machine whose speed drifts between minutes). Run by hand, results in the README;
+never part of the tests.
 """
 from __future__ import annotations
 
@@ -251,8 +251,10 @@ def measure(args, kind: str, path: Path) -> dict:
         plain(path, clock, keep_memory=args.allocator == "kept",
               deterministic=args.deterministic == "on")
     else:
-        with tempfile.TemporaryDirectory() as out:
-            workbench(path, clock, Path(out))
+        from distill.engine.process_settings import keeps_process_settings
+
+        with tempfile.TemporaryDirectory() as out:  # as a stage runs: without the NaN fill
+            keeps_process_settings(workbench)(path, clock, Path(out))
     ops = {} if profiler is None else {  # milliseconds and calls a step, by operation
         e.key: (e.self_cpu_time_total / 1000 / args.steps, e.count / args.steps)
         for e in profiler.key_averages()}
@@ -377,8 +379,11 @@ def main():
                                    for field in ("steps_per_s", "peak_mib", "faults_per_step"))
             paired = [w["steps_per_s"] / p["steps_per_s"]
                       for p, w in zip(results["plain"], results["workbench"])]
-            print(f"{pair}: plain {speed['plain']:.3f} steps/s ({peak['plain']:.0f} MiB), "
-                  f"workbench {speed['workbench']:.3f} steps/s ({peak['workbench']:.0f} MiB), "
+            whole = f" (the process's peak {max(peak.values()):.0f} MiB)"
+            memory = ({"plain": "", "workbench": whole} if args.one_process
+                      else {k: f" ({v:.0f} MiB)" for k, v in peak.items()})
+            print(f"{pair}: plain {speed['plain']:.3f} steps/s{memory['plain']}, "
+                  f"workbench {speed['workbench']:.3f} steps/s{memory['workbench']}, "
                   f"ratio {speed['workbench'] / speed['plain']:.3f}  (median of {args.repeats}); "
                   f"each repeat's ratio to the plain run just before it: median "
                   f"{statistics.median(paired):.3f}, {min(paired):.3f}-{max(paired):.3f}; "

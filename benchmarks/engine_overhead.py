@@ -92,9 +92,11 @@ def bare_lightning(exp, seed: int) -> tuple[float, float]:
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0)
     started = time.perf_counter()
-    trainer.fit(module, datamodule=data)
+    try:
+        trainer.fit(module, datamodule=data)
+    finally:  # Lightning leaves deterministic mode on: the next plain loop runs without
+        process.put_back()
     ended = time.perf_counter()
-    process.put_back()  # Lightning leaves deterministic mode on: the next plain loop runs without
     return ended - whole, ended - started
 
 

@@ -187,20 +187,23 @@ def test_lightnings_loop_tests_where_something_listens_to_its_hooks(tmp_path, wh
 def test_a_hook_before_the_transfer_sees_each_test_batch_as_in_lightnings_loop(
         tmp_path, monkeypatch, owner):
     """``on_before_batch_transfer`` of the module or of the data module: the module's own pass
-    calls it on each test batch (group), with the trainer validating, as Lightning's loop does."""
+    calls it on each test batch (group), with the trainer validating, and measures what it
+    returns (here the test inputs zeroed), as Lightning's loop does."""
     from distill.engine.lightning_data import LightningData
 
     f = tiny_file(tmp_path, "train: {epochs: 2, optimizer: {name: sgd, lr: 0.05}}")
-    calls, loops = {}, []
+    calls, loops, histories = {}, [], {}
     original = _EvaluationLoop.run
     for lightnings in (False, True):
         seen = calls[lightnings] = []
 
         def hook(self, batch, dataloader_idx, seen=seen):
-            if self.trainer.validating:
-                seen.append(batch[0][0].shape if isinstance(batch, BatchGroup)
-                            else batch[0].shape)
-            return batch
+            if not self.trainer.validating:
+                return batch
+            group = batch if isinstance(batch, BatchGroup) else [batch]
+            seen.append([b[0].shape for b in group])
+            zeroed = [(torch.zeros_like(b[0]), *b[1:]) for b in group]
+            return BatchGroup(zeroed) if isinstance(batch, BatchGroup) else zeroed[0]
         with monkeypatch.context() as patch:
             patch.setattr(DistillationModule if owner == "module" else LightningData,
                           "on_before_batch_transfer", hook)
@@ -209,10 +212,13 @@ def test_a_hook_before_the_transfer_sees_each_test_batch_as_in_lightnings_loop(
             if lightnings:
                 patch.setattr(DistillationModule, "validates_itself", lambda self: False)
             seeded(0)
-            fit(load_experiment(str(f)).variants["ce-only"], 0, tmp_path / f"run{lightnings}",
-                "t", RunPlan(interactive=False))
+            _, module = fit(load_experiment(str(f)).variants["ce-only"], 0,
+                            tmp_path / f"run{lightnings}", "t", RunPlan(interactive=False))
+            histories[lightnings] = module.history
     assert loops == [True, True]  # Lightning's loop tested only the second run's epochs
     assert calls[False] == calls[True] and len(calls[False]) == 2  # one group an epoch
+    # shown zeros, the student gives one class for every test image: about 10% of digits
+    assert histories[False] == histories[True] and max(histories[False]) < 20
 
 
 def test_the_test_batches_are_the_test_sets_unaugmented_in_the_runs_memory_format(

@@ -27,7 +27,7 @@ SEQUENCE = STAGE.replace("objectives:", "continual: {tasks: 2, setting: task-inc
 # how a stage sets the process while it trains (threads: 1 by default)
 TRAINING = ProcessSettings(threads=1, deterministic=True, warn_only=False, fill=False,
                            cudnn_benchmark=False, cublas_workspace=":4096:8")
-# two settings of the process before a stage, each unlike TRAINING in every field
+# two settings of the process before a stage, which together differ from TRAINING in every field
 BEFORE = [ProcessSettings(threads=2, deterministic=False, warn_only=False, fill=True,
                           cudnn_benchmark=True, cublas_workspace=None),
           ProcessSettings(threads=3, deterministic=True, warn_only=True, fill=True,
