@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from distill.cli import main
-from distill.environment import FILE, constraints, current, differences, read, record_start
+from distill.environment import FILE, constraints, current, differences, read
 from experiment_text import digits_pair
 
 PAIR = digits_pair("env", "  - {name: ce}\n  - {name: kd, temperature: 4}\n",
@@ -88,8 +88,10 @@ def test_a_run_resumed_in_another_environment_says_so_and_keeps_both(runs, capsy
     record = json.loads((run / FILE).read_text())
     assert record["torch"]["version"] == "2.0.0+cpu"
     assert [r["torch"]["version"] for r in record["resumed"]] == [torch.__version__]
-    # resumed again in the same environment: nothing more is added
-    record_start(run, (run / "config.yaml").read_text(), say=print)
+    # resumed again in the same environment (a stage's: its threads and deterministic mode):
+    # nothing more is added
+    (run / "metrics.json").unlink()
+    assert main(["run", str(runs / "env.yaml"), "--out", str(runs / "runs")]) == 0
     assert len(json.loads((run / FILE).read_text())["resumed"]) == 1
     # the table names the row as run under both
     assert main(["compare", str(runs / "runs" / "env"), "--format", "md"]) == 0
