@@ -247,13 +247,15 @@ def measure(args, kind: str, path: Path) -> dict:
     profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) \
         if args.profile else None
     clock = StepClock(args.warmup, args.steps, profiler)
-    if kind == "plain":
-        plain(path, clock, keep_memory=args.allocator == "kept",
-              deterministic=args.deterministic == "on")
-    else:
-        from distill.engine.process_settings import keeps_process_settings
+    # each side as a stage runs, without the NaN fill (deterministic mode's: the plain side's is
+    # on only with --deterministic on), the process's settings put back after it
+    from distill.engine.process_settings import keeps_process_settings
 
-        with tempfile.TemporaryDirectory() as out:  # as a stage runs: without the NaN fill
+    if kind == "plain":
+        keeps_process_settings(plain)(path, clock, keep_memory=args.allocator == "kept",
+                                      deterministic=args.deterministic == "on")
+    else:
+        with tempfile.TemporaryDirectory() as out:
             keeps_process_settings(workbench)(path, clock, Path(out))
     ops = {} if profiler is None else {  # milliseconds and calls a step, by operation
         e.key: (e.self_cpu_time_total / 1000 / args.steps, e.count / args.steps)
@@ -266,10 +268,8 @@ def measure(args, kind: str, path: Path) -> dict:
 def one(args) -> None:
     """A process of its own for one side (``--one plain|workbench``), or for both in turn,
     ``--repeats`` times (``--one both``, for ``--one-process``): glibc keeps freed memory from
-    the start on both sides (its setting cannot be put back), and every other setting of the
-    process is put back after each side (the workbench's trainer leaves deterministic mode on)."""
-    from distill.engine.process_settings import ProcessSettings
-
+    the start on both sides (its setting cannot be put back; every other setting of the process
+    is put back after each side, see :func:`measure`)."""
     torch.set_num_threads(1)
     path = experiment_path(Path(args.work), args.pair, args.channels_last)
     if args.one != "both":
@@ -281,9 +281,7 @@ def one(args) -> None:
     runs = {"plain": [], "workbench": []}
     for _ in range(args.repeats):
         for kind, done in runs.items():
-            process = ProcessSettings.now()
             done.append(measure(args, kind, path))
-            process.put_back()
     print(json.dumps(runs))
 
 
